@@ -1,0 +1,288 @@
+"""The ``metarec`` command: thin sub-commands that parse arguments and call the library.
+
+Errors a user can fix (bad data, unknown names) print one ``error:`` line and exit with
+status 2; nothing prints a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from metarec import __version__
+from metarec.errors import ConfigError, MetarecError
+
+log = logging.getLogger("metarec")
+
+
+# ------------------------------------------------------------------------------ helpers
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+@contextmanager
+def _progress(total: int, description: str) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar on stderr; yields a callback that advances it by one step."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=False,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(description, total=total)
+
+        def step(text: str) -> None:
+            bar.update(task, advance=1, description=text)
+
+        yield step
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _ints(value: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in _split_list(value)]
+    except ValueError:
+        raise ConfigError(f"{what}: expected comma-separated integers, got {value!r}") from None
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="data file or directory")
+    g.add_argument("--format", required=True, help="movielens-100k, movielens, recbole, taobao, csv, parquet, synthetic")
+    g.add_argument("--columns", help="csv/parquet column mapping, e.g. user=userId,item=movieId,value=rating,timestamp=ts")
+    g.add_argument("--items", help="csv/parquet: item attribute file")
+    g.add_argument("--item-columns", help="id column of --items, e.g. item=movieId")
+    g.add_argument("--users", help="csv/parquet: user attribute file")
+    g.add_argument("--user-columns", help="id column of --users, e.g. user=userId")
+    g.add_argument("--text-fields", help="csv/parquet: item columns holding text")
+    g.add_argument("--min-core", type=int, help="keep only the k-core (distinct user-item pairs)")
+
+
+def _load(args: argparse.Namespace):
+    from metarec.data import load_dataset
+
+    opts: dict[str, Any] = {"min_core": args.min_core}
+    if args.format in ("csv", "parquet"):
+        opts.update(columns=args.columns, items=args.items, item_columns=args.item_columns,
+                    users=args.users, user_columns=args.user_columns,
+                    text_fields=args.text_fields or ())  # fmt: skip
+    elif args.columns or args.items or args.users:
+        raise ConfigError(f"--columns/--items/--users apply to --format csv or parquet, not {args.format!r}")
+    return load_dataset(args.data, args.format, **opts)
+
+
+def _model_params(specs: Sequence[str] | None, models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["ease.l2=300"]`` -> ``{"ease": {"l2": 300}}``; a bare ``l2=300`` applies to every model."""
+    from metarec.models.registry import parse_params
+
+    out: dict[str, dict[str, Any]] = {m: {} for m in models}
+    for spec in specs or []:
+        key, _, value = spec.partition("=")
+        model, dot, name = key.rpartition(".")
+        targets = [model] if dot else list(models)
+        for m in targets:
+            if m not in out:
+                raise ConfigError(f"--param {spec!r}: model {m!r} is not being run")
+            out[m].update(parse_params([f"{name}={value}"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    data = _load(args)
+    info = data.describe()
+    info["cleaning"] = [r.to_dict() for r in data.reports]
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title=f"{data.name} ({args.format})", show_header=False)
+    for k, v in data.describe().items():
+        t.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else f"{v:.6g}" if isinstance(v, float) else str(v))
+    con.print(t)
+    if data.text_fields:
+        con.print("example item text:", repr(data.item_text()[0][:160]))
+    for r in data.reports:
+        for line in r.lines():
+            con.print(line)
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from metarec.data.synthetic import WorldConfig, write_world
+
+    out = write_world(args.out, WorldConfig(n_users=args.n_users, n_items=args.n_items, seed=args.seed))
+    print(f"wrote a synthetic world to {out} (read it with --format synthetic)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from metarec.models.io import save_model
+    from metarec.models.registry import make_scorer, parse_params
+
+    data = _load(args)
+    name = args.model or "ease"
+    scorer = make_scorer(name, **parse_params(args.param))
+    with _progress(1, f"training {name} on {data.name}") as step:
+        scorer.fit(data)
+        step(f"trained {name}")
+    path = save_model(scorer, data, args.out)
+    print(f"saved {scorer!r} to {path}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from metarec.models.io import load_model
+
+    model = load_model(args.model)
+    history = _split_list(args.history) if args.history is not None else None
+    recs = model.recommend(args.user, history=history, n=args.n, exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps({"user": args.user, "items": [{"id": i, "score": s} for i, s in recs]}))
+        return 0
+    from rich.table import Table
+
+    index = {k: j for j, k in enumerate(model.item_ids)}
+    title_col = next((c for c in ("title", "text", "name") if c in model.items.columns), None)
+    t = Table(title=f"top {args.n} for user {args.user}")
+    t.add_column("rank")
+    t.add_column("item")
+    t.add_column("score")
+    if title_col:
+        t.add_column(title_col)
+    for rank, (item, score) in enumerate(recs, 1):
+        row = [str(rank), item, f"{score:.4f}"]
+        if title_col:
+            row.append(str(model.items[title_col].iloc[index[item]])[:70])
+        t.add_row(*row)
+    _console().print(t)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from metarec.evaluation import evaluate
+    from metarec.evaluation.report import rich_tables, write_report
+    from metarec.models.registry import MODELS
+
+    models = _split_list(args.models)
+    if not models:
+        raise ConfigError("--models: give at least one model name")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model {unknown[0]!r}; choose from: {', '.join(MODELS)}")
+    from metarec.data.splits import PROTOCOLS
+
+    if args.protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {args.protocol!r}; choose from: {', '.join(PROTOCOLS)}")
+    seeds = _ints(args.seeds, "--seeds") if args.seeds else [args.seed]
+    cutoffs = _ints(args.cutoffs, "--cutoffs")
+    params = _model_params(args.param, models)
+    data = _load(args)
+    with _progress(len(seeds) * len(models), f"{args.protocol}") as step:
+        results = evaluate(data, args.protocol, models, seeds=seeds, cutoffs=cutoffs, params=params, progress=step)
+    for table in rich_tables(results):
+        _console().print(table)
+    report = write_report(results, args.out, title=f"metarec evaluate: {data.name}")
+    print(f"results: {Path(args.out) / 'results.json'}  report: {report}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from metarec.demo import run_demo
+
+    run_demo(args.out, n_users=args.n_users, n_items=args.n_items, seed=args.seed, console=_console(),
+             progress=_progress)  # fmt: skip
+    return 0
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metarec", description="Recommendations for new users and new items.")
+    p.add_argument("--version", action="version", version=f"metarec {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect or generate data").add_subparsers(dest="data_command", required=True)
+    ins = data.add_parser("inspect", help="counts, event types, fields and what cleaning drops")
+    _add_data_args(ins)
+    ins.add_argument("--json", action="store_true", help="print JSON")
+    ins.set_defaults(func=cmd_data_inspect)
+    syn = data.add_parser("synth", help="write a synthetic world (events.csv, items.csv, users.csv)")
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--n-users", type=int, default=1500)
+    syn.add_argument("--n-items", type=int, default=800)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.set_defaults(func=cmd_data_synth)
+
+    tr = sub.add_parser("train", help="train a model and save it as a directory")
+    _add_data_args(tr)
+    tr.add_argument("--model", help="model name (default: ease)")
+    tr.add_argument("--param", action="append", help="model parameter name=value (repeatable)")
+    tr.add_argument("--out", required=True, help="model directory to write")
+    tr.set_defaults(func=cmd_train)
+
+    rec = sub.add_parser("recommend", help="recommend for a user from a saved model")
+    rec.add_argument("--model", required=True, help="model directory")
+    rec.add_argument("--user", help="user id (unknown or omitted: a new user)")
+    rec.add_argument("--history", help="comma-separated item ids (default: the user's training history)")
+    rec.add_argument("-n", type=int, default=10)
+    rec.add_argument("--include-seen", action="store_true", help="do not remove the history from the list")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=cmd_recommend)
+
+    ev = sub.add_parser("evaluate", help="evaluate models under a protocol; writes results.json and a report")
+    _add_data_args(ev)
+    ev.add_argument("--protocol", required=True, help="holdout, temporal, leave-last, cold-user, cold-item")
+    ev.add_argument("--models", required=True, help="comma-separated model names")
+    ev.add_argument("--seed", type=int, default=42)
+    ev.add_argument("--seeds", help="comma-separated seeds; values are means over them")
+    ev.add_argument("--cutoffs", default="5,10,20")
+    ev.add_argument("--param", action="append", help="model.name=value, e.g. ease.l2=300 (repeatable)")
+    ev.add_argument("--out", default="metarec-eval", help="output directory")
+    ev.set_defaults(func=cmd_evaluate)
+
+    demo = sub.add_parser("demo", help="synthetic world -> train -> evaluate every protocol -> report")
+    demo.add_argument("--out", default="metarec-demo")
+    demo.add_argument("--n-users", type=int, default=1500)
+    demo.add_argument("--n-items", type=int, default=800)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except MetarecError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

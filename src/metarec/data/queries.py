@@ -1,0 +1,49 @@
+"""A batch of recommendation queries: who asks, and what they have interacted with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class Queries:
+    """A batch of ``n`` queries.
+
+    Attributes:
+        users: ``(n,)`` int64 user indices into the training vocabulary, ``-1`` if unknown.
+        history: ``(n, n_items)`` CSR matrix of the items each user interacted with
+            (binary); at evaluation, the training interactions or the support set.
+    """
+
+    users: np.ndarray
+    history: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        self.users = np.asarray(self.users, dtype=np.int64)
+        if not sp.isspmatrix_csr(self.history):
+            self.history = sp.csr_matrix(self.history)
+        if self.history.shape[0] != len(self.users):
+            raise ValueError(f"{len(self.users)} users but {self.history.shape[0]} history rows")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> Queries:
+        return Queries(self.users[rows], self.history[rows])
+
+    @classmethod
+    def from_histories(
+        cls, users: list[int] | np.ndarray, histories: list[list[int]], n_items: int
+    ) -> Queries:
+        """Build from per-user lists of item indices."""
+        indptr = np.cumsum([0] + [len(h) for h in histories])
+        indices = np.asarray([i for h in histories for i in h], dtype=np.int32)
+        m = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, indptr), shape=(len(histories), n_items)
+        )
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return cls(np.asarray(users), m)

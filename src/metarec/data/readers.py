@@ -1,0 +1,474 @@
+"""Readers for public formats and for any CSV/Parquet log with a column mapping.
+
+Every reader returns a cleaned :class:`~metarec.data.Dataset`; the cleaning (and its report)
+is the same for all, in :mod:`metarec.data.cleaning`. Reading is vectorised: files are
+parsed by pandas' C parser as strings and typed column by column, never row by row.
+
+Formats (``--format``): ``movielens-100k``, ``movielens``, ``recbole``, ``taobao``, ``csv``,
+``parquet`` and ``synthetic`` (a directory written by :func:`metarec.data.synthetic.write_world`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metarec.data.dataset import Dataset, build_dataset
+from metarec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- file helpers
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DataError(f"{path}: not found ({what})")
+    return path
+
+
+def read_delimited(
+    path: Path,
+    *,
+    sep: str,
+    names: Sequence[str] | None = None,
+    header: bool = False,
+    encoding: str = "utf-8",
+    required: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Read a delimited text file as strings, with a ``_row`` line-number column.
+
+    Args:
+        names: column names for a header-less file; the file must have at least as many
+            fields per line as ``required`` needs.
+        header: the first line names the columns.
+        required: columns that must exist (after naming); a missing one is a DataError.
+    """
+    _need(path, "data file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if len(sep) > 1:
+        # Multi-character separators (ML-1M's '::') would force pandas' slow Python engine.
+        text = path.read_text(encoding=encoding).replace(sep, "\t")
+        source: Any = io.StringIO(text)
+        sep = "\t"
+    else:
+        source = path
+    try:
+        frame = pd.read_csv(
+            source,
+            sep=sep,
+            header=0 if header else None,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=encoding,
+            quoting=3 if sep == "\t" else 0,  # TSV fields carry quotes literally
+            engine="c",
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the file is empty") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from exc
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no rows")
+    if names is not None:
+        if frame.shape[1] < len(required):
+            raise DataError(
+                f"{path}: expected {len(required)} columns ({', '.join(required)}), "
+                f"found {frame.shape[1]} on line 1; missing column {required[frame.shape[1]]!r}"
+            )
+        frame = frame.iloc[:, : len(names)]
+        frame.columns = list(names)[: frame.shape[1]]
+    else:
+        frame.columns = [str(c).strip() for c in frame.columns]
+    for col in required:
+        if col not in frame.columns:
+            raise DataError(
+                f"{path}: missing column {col!r} (columns are: {', '.join(map(str, frame.columns))})"
+            )
+    frame["_row"] = np.arange(1, len(frame) + 1) + (1 if header else 0)
+    return frame
+
+
+def _canonical(frame: pd.DataFrame, mapping: dict[str, str], path: Path) -> pd.DataFrame:
+    """Rename source columns to canonical names, remembering the source names for messages."""
+    missing = [src for src in mapping.values() if src not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column {missing[0]!r} (columns are: "
+            f"{', '.join(c for c in frame.columns if c != '_row')})"
+        )
+    out = pd.DataFrame({canon: frame[src] for canon, src in mapping.items()})
+    out["_row"] = frame["_row"].to_numpy() if "_row" in frame else np.arange(1, len(frame) + 1)
+    out.attrs["columns"] = dict(mapping)
+    return out
+
+
+# ------------------------------------------------------------------------------ MovieLens
+def read_movielens_100k(path: str | os.PathLike, **options: Any) -> Dataset:
+    """MovieLens 100K: ``u.data`` ratings, ``u.item`` (latin-1) titles and genres, ``u.user``.
+
+    Args:
+        path: the ``ml-100k`` directory.
+    """
+    root = Path(path)
+    if root.is_file():
+        root = root.parent
+    data = read_delimited(
+        root / "u.data", sep="\t", names=("user", "item", "value", "timestamp"),
+        required=("user", "item", "value", "timestamp"),
+    )  # fmt: skip
+    data.attrs["columns"] = {"value": "rating"}
+    items = None
+    if (root / "u.item").exists():
+        cols = ["item", "title", "release_date", "video_release_date", "url", *ML100K_GENRES]
+        raw = read_delimited(root / "u.item", sep="|", names=cols, encoding="latin-1",
+                             required=cols[:2])  # fmt: skip
+        flags = raw[list(ML100K_GENRES)].fillna("0").to_numpy() == "1"
+        genres = [", ".join(g for g, f in zip(ML100K_GENRES, row) if f) for row in flags]
+        dates = pd.to_datetime(raw["release_date"], format="%d-%b-%Y", errors="coerce")
+        items = pd.DataFrame(
+            {
+                "title": raw["title"].fillna("").to_numpy(),
+                "year": dates.dt.year.astype("Int64").to_numpy(),
+                "genres": genres,
+            },
+            index=raw["item"].str.strip().to_numpy(),
+        )
+    users = None
+    if (root / "u.user").exists():
+        raw = read_delimited(root / "u.user", sep="|",
+                             names=("user", "age", "gender", "occupation", "zip"),
+                             required=("user", "age", "gender", "occupation", "zip"))  # fmt: skip
+        users = pd.DataFrame(
+            {
+                "age": pd.to_numeric(raw["age"], errors="coerce").astype("Int64").to_numpy(),
+                "gender": raw["gender"].to_numpy(),
+                "occupation": raw["occupation"].to_numpy(),
+                "zip": raw["zip"].to_numpy(),
+            },
+            index=raw["user"].str.strip().to_numpy(),
+        )
+    return build_dataset(
+        data, source=str(root / "u.data"), items=items, users=users,
+        name=options.get("name") or root.name, text_fields=("title", "genres"),
+        default_event="rating", value_range=(1, 5), min_core=options.get("min_core"),
+    )  # fmt: skip
+
+
+def read_movielens(path: str | os.PathLike, **options: Any) -> Dataset:
+    """MovieLens "latest"/20M/25M CSVs (ratings, movies, tags) or ML-1M/10M ``::`` .dat files."""
+    root = Path(path)
+    if root.is_file():
+        root = root.parent
+    if (root / "ratings.csv").exists():
+        ratings = read_delimited(root / "ratings.csv", sep=",", header=True,
+                                 required=("userId", "movieId", "rating", "timestamp"))  # fmt: skip
+        data = _canonical(ratings, {"user": "userId", "item": "movieId", "value": "rating",
+                                    "timestamp": "timestamp"}, root / "ratings.csv")  # fmt: skip
+        source = root / "ratings.csv"
+        items = None
+        if (root / "movies.csv").exists():
+            m = read_delimited(root / "movies.csv", sep=",", header=True,
+                               required=("movieId", "title", "genres"))  # fmt: skip
+            items = pd.DataFrame(
+                {"title": m["title"].to_numpy(), "genres": m["genres"].str.replace("|", ", ").to_numpy()},
+                index=m["movieId"].to_numpy(),
+            )
+            if (root / "tags.csv").exists():
+                t = read_delimited(root / "tags.csv", sep=",", header=True,
+                                   required=("userId", "movieId", "tag"))  # fmt: skip
+                tags = t.dropna(subset=["tag"]).groupby("movieId")["tag"].agg(
+                    lambda s: ", ".join(pd.unique(s.str.strip()))
+                )
+                items["tags"] = tags.reindex(items.index).fillna("").to_numpy()
+        users = None
+        text = ("title", "genres", "tags") if items is not None and "tags" in items else ("title", "genres")
+    elif (root / "ratings.dat").exists():
+        source = root / "ratings.dat"
+        data = read_delimited(source, sep="::", names=("user", "item", "value", "timestamp"),
+                              required=("user", "item", "value", "timestamp"))  # fmt: skip
+        data.attrs["columns"] = {"value": "rating"}
+        items = users = None
+        if (root / "movies.dat").exists():
+            m = read_delimited(root / "movies.dat", sep="::", names=("item", "title", "genres"),
+                               encoding="latin-1", required=("item", "title"))  # fmt: skip
+            items = pd.DataFrame(
+                {"title": m["title"].to_numpy(), "genres": m["genres"].fillna("").str.replace("|", ", ").to_numpy()},
+                index=m["item"].to_numpy(),
+            )
+        if (root / "users.dat").exists():
+            u = read_delimited(root / "users.dat", sep="::",
+                               names=("user", "gender", "age", "occupation", "zip"),
+                               required=("user", "gender", "age"))  # fmt: skip
+            users = u.set_index("user").drop(columns="_row")
+        text = ("title", "genres")
+    else:
+        raise DataError(f"{root}: no ratings.csv or ratings.dat (format 'movielens')")
+    return build_dataset(
+        data, source=str(source), items=items, users=users,
+        name=options.get("name") or root.name, text_fields=text, default_event="rating",
+        value_range=(0.5, 5), min_core=options.get("min_core"),
+    )  # fmt: skip
+
+
+# -------------------------------------------------------------------------------- RecBole
+def _recbole_header(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Strip RecBole's ``name:type`` header suffixes."""
+    frame.columns = [c.split(":", 1)[0] if c != "_row" else c for c in frame.columns]
+    return frame
+
+
+def _index_map(path: Path) -> dict[str, str] | None:
+    """UniSRec's ``*.item2index`` / ``*.user2index``: original id -> integer index."""
+    if not path.exists():
+        return None
+    m = read_delimited(path, sep="\t", names=("id", "index"), required=("id", "index"))
+    return dict(zip(m["index"].str.strip(), m["id"].str.strip()))
+
+
+def read_recbole(path: str | os.PathLike, **options: Any) -> Dataset:
+    """RecBole atomic files: ``*.inter`` (plain or UniSRec sequence form), ``*.item``, ``*.user``, ``*.text``.
+
+    Plain ``.inter`` files have ``user_id:token item_id:token [rating:float] [timestamp:float]``.
+    UniSRec's sequence form (``user_id:token item_id_list:token_seq item_id:token``) holds one
+    row per prefix; each user's longest sequence is kept and its positions become the
+    timestamps (``timestamp_kind="order"``). ``*.item2index``/``*.user2index`` map integer
+    indices back to the original ids.
+    """
+    root = Path(path)
+    inter_files = [root] if root.is_file() else sorted(root.glob("*.inter"))
+    if root.is_file():
+        root = root.parent
+    if not inter_files:
+        raise DataError(f"{root}: no *.inter file (format 'recbole')")
+    frames = []
+    for f in inter_files:
+        fr = _recbole_header(read_delimited(f, sep="\t", header=True), f)
+        if "user_id" not in fr.columns:
+            raise DataError(f"{f}: missing column 'user_id:token' (RecBole header)")
+        if "item_id" not in fr.columns:
+            raise DataError(f"{f}: missing column 'item_id:token' (RecBole header)")
+        fr["_file"] = f.name
+        frames.append(fr)
+    raw = pd.concat(frames, ignore_index=True)
+    stem = inter_files[0].name.split(".")[0]
+    item_map = _index_map(root / f"{stem}.item2index")
+    user_map = _index_map(root / f"{stem}.user2index")
+    kind = "unix"
+    if "item_id_list" in raw.columns:
+        seq = raw["item_id_list"].fillna("").str.split() + raw["item_id"].map(lambda x: [x])
+        raw = raw.assign(_seq=seq, _len=seq.map(len))
+        best = raw.sort_values("_len", kind="stable").drop_duplicates("user_id", keep="last")
+        exploded = best[["user_id", "_seq", "_row"]].explode("_seq")
+        exploded["timestamp"] = exploded.groupby(level=0).cumcount().to_numpy()
+        data = pd.DataFrame(
+            {
+                "user": exploded["user_id"].to_numpy(),
+                "item": exploded["_seq"].to_numpy(),
+                "timestamp": exploded["timestamp"].to_numpy(),
+                "_row": exploded["_row"].to_numpy(),
+            }
+        )
+        # Positions repeat a purchase legitimately; make them distinct events, not duplicates.
+        kind = "order"
+    else:
+        mapping = {"user": "user_id", "item": "item_id"}
+        for canon, col in (("value", "rating"), ("timestamp", "timestamp"), ("event", "event")):
+            if col in raw.columns:
+                mapping[canon] = col
+        data = _canonical(raw, mapping, inter_files[0])
+        if "timestamp" not in mapping:
+            kind = "none"
+    if item_map:
+        data["item"] = data["item"].astype(str).str.strip().map(item_map).fillna(data["item"])
+    if user_map:
+        data["user"] = data["user"].astype(str).str.strip().map(user_map).fillna(data["user"])
+
+    items = None
+    text_fields: list[str] = []
+    for suffix in ("item", "text"):
+        f = root / f"{stem}.{suffix}"
+        if f.exists():
+            t = _recbole_header(read_delimited(f, sep="\t", header=True), f)
+            if "item_id" not in t.columns:
+                raise DataError(f"{f}: missing column 'item_id:token' (RecBole header)")
+            t = t.drop(columns="_row").drop_duplicates("item_id").set_index("item_id")
+            items = t if items is None else items.join(t, how="outer")
+            text_fields += [c for c in t.columns if c in ("text", "title", "movie_title", "description")
+                            or c.endswith("_title")]  # fmt: skip
+    users = None
+    f = root / f"{stem}.user"
+    if f.exists():
+        u = _recbole_header(read_delimited(f, sep="\t", header=True), f)
+        users = u.drop(columns="_row").drop_duplicates("user_id").set_index("user_id")
+    has_rating = "value" in data.columns
+    return build_dataset(
+        data, source=str(inter_files[0] if len(inter_files) == 1 else root / f"{stem}.*.inter"),
+        items=items, users=users, name=options.get("name") or stem,
+        text_fields=tuple(text_fields), default_event="rating" if has_rating else "interaction",
+        timestamp_kind=kind, min_core=options.get("min_core"),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- Taobao
+def read_taobao(path: str | os.PathLike, **options: Any) -> Dataset:
+    """Taobao UserBehavior.csv: ``user,item,category,behavior,timestamp`` with no header.
+
+    Behaviours (pv, cart, fav, buy) become event types; the item's category an attribute.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "UserBehavior.csv"
+    names = ("user", "item", "category", "event", "timestamp")
+    raw = read_delimited(p, sep=",", names=names, required=names)
+    raw.attrs["columns"] = {"event": "behavior_type"}
+    cats = raw[["item", "category"]].dropna().drop_duplicates("item").set_index("item")
+    return build_dataset(
+        raw.drop(columns="category"), source=str(p), items=cats,
+        name=options.get("name") or p.parent.name, default_event="pv",
+        min_core=options.get("min_core"),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------ CSV / Parquet
+def parse_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
+    """``"user=userId,item=movieId"`` -> ``{"user": "userId", "item": "movieId"}``."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        return dict(spec)
+    out = {}
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ConfigError(f"column mapping {part!r}: expected canonical=source, e.g. user=userId")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+CANONICAL = ("user", "item", "event", "value", "timestamp")
+
+
+def _read_any(path: Path, sep: str = ",") -> pd.DataFrame:
+    if path.suffix in (".parquet", ".pq"):
+        _need(path, "data file")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise DataError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from exc
+        if len(frame) == 0:
+            raise DataError(f"{path}: the file has no rows")
+        frame = frame.reset_index(drop=True)
+        frame["_row"] = np.arange(1, len(frame) + 1)
+        return frame
+    return read_delimited(path, sep="\t" if path.suffix in (".tsv", ".tab") else sep, header=True)
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    columns: str | dict[str, str] | None = None,
+    items: str | os.PathLike | None = None,
+    item_columns: str | dict[str, str] | None = None,
+    users: str | os.PathLike | None = None,
+    user_columns: str | dict[str, str] | None = None,
+    text_fields: Sequence[str] | str = (),
+    value_range: tuple[float, float] | None = None,
+    sep: str = ",",
+    **options: Any,
+) -> Dataset:
+    """Any CSV/TSV/Parquet log, with a mapping from canonical to source column names.
+
+    Args:
+        columns: e.g. ``"user=userId,item=movieId,value=rating,timestamp=ts,event=type"``;
+            canonical names default to themselves, ``user`` and ``item`` are required.
+        items / users: optional attribute files; ``item_columns="item=movieId"`` names
+            their id column (default ``item`` / ``user``); every other column is an attribute.
+        text_fields: item columns holding text (comma-separated string or list).
+    """
+    p = Path(path)
+    frame = _read_any(p, sep)
+    mapping = parse_mapping(columns)
+    unknown = set(mapping) - set(CANONICAL)
+    if unknown:
+        raise ConfigError(f"column mapping: unknown canonical name(s) {sorted(unknown)}; use {CANONICAL}")
+    full = {c: mapping.get(c, c) for c in CANONICAL if c in mapping or c in frame.columns}
+    for c in ("user", "item"):
+        full.setdefault(c, c)
+    data = _canonical(frame, full, p)
+
+    def table(file: Any, spec: Any, key: str) -> pd.DataFrame | None:
+        if file is None:
+            return None
+        f = Path(file)
+        t = _read_any(f, sep)
+        id_col = parse_mapping(spec).get(key, key)
+        if id_col not in t.columns:
+            raise DataError(f"{f}: missing id column {id_col!r} (columns are: {', '.join(c for c in t.columns if c != '_row')})")
+        return t.drop(columns="_row").set_index(id_col)
+
+    tf = [s.strip() for s in text_fields.split(",")] if isinstance(text_fields, str) else list(text_fields)
+    item_table = table(items, item_columns, "item")
+    if item_table is not None:
+        missing = [f for f in tf if f not in item_table.columns]
+        if missing:
+            raise DataError(f"{items}: missing text column {missing[0]!r}")
+    return build_dataset(
+        data, source=str(p), items=item_table, users=table(users, user_columns, "user"),
+        name=options.get("name") or p.stem, text_fields=tf, value_range=value_range,
+        min_core=options.get("min_core"), default_event=options.get("default_event", "interaction"),
+    )  # fmt: skip
+
+
+def read_synthetic(path: str | os.PathLike, **options: Any) -> Dataset:
+    """A synthetic world written by :func:`metarec.data.synthetic.write_world`."""
+    root = Path(path)
+    return read_table(
+        root / "events.csv",
+        columns="user=user,item=item,event=event,value=value,timestamp=timestamp",
+        items=root / "items.csv", users=root / "users.csv", text_fields="title,description",
+        name=options.get("name") or "synthetic", min_core=options.get("min_core"),
+    )  # fmt: skip
+
+
+READERS: dict[str, Callable[..., Dataset]] = {
+    "movielens-100k": read_movielens_100k,
+    "movielens": read_movielens,
+    "recbole": read_recbole,
+    "taobao": read_taobao,
+    "csv": read_table,
+    "parquet": read_table,
+    "synthetic": read_synthetic,
+}
+
+
+def load_dataset(path: str | os.PathLike, format: str, **options: Any) -> Dataset:
+    """Read a data set with the reader registered for ``format``.
+
+    Raises:
+        ConfigError: the format is unknown.
+        DataError: the files are missing or malformed (the message names file, row, column).
+    """
+    try:
+        reader = READERS[format]
+    except KeyError:
+        raise ConfigError(f"unknown format {format!r}; choose one of: {', '.join(READERS)}") from None
+    if not Path(path).exists():
+        raise DataError(f"{path}: no such file or directory")
+    return reader(path, **{k: v for k, v in options.items() if v is not None})

@@ -1,0 +1,230 @@
+"""Evaluation splits: who trains on what, who is asked what, and what counts as a hit.
+
+Each protocol turns a :class:`~metarec.data.Dataset` and a seed into a :class:`Split`: a
+training subset (same vocabularies) and one or more :class:`QuerySet` s, each a segment
+(``warm``, ``cold-user``, ``cold-item``) at a support size. Ranking protocols treat each
+distinct (user, item) pair as one positive, whatever its events; all events of a pair go
+to the same side of a split, so nothing about a test pair leaks into training.
+
+Protocols:
+
+- ``holdout``: per user, a seeded random 75% of pairs train and the rest test.
+- ``temporal``: a global time cut; the last 20% of events by time are the test set.
+- ``leave-last``: each user's last interaction by time is the test.
+- ``cold-user``: 80/20 users; each held-out user's first ``n`` pairs (by time) are the
+  support, given at query time and never trained on, the rest the query; users with fewer
+  than ``n + 5`` pairs sit out that ``n``.
+- ``cold-item``: 80/20 items; each user with pairs on held-out items ranks all held-out items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from metarec.data.dataset import Dataset, pair_matrix
+from metarec.data.queries import Queries
+from metarec.errors import ConfigError, DataError
+
+PROTOCOLS = ("holdout", "temporal", "leave-last", "cold-user", "cold-item")
+COLD_USER_SUPPORTS = (1, 3, 5, 10, 20)
+
+
+@dataclass
+class QuerySet:
+    """Queries of one segment at one support size.
+
+    Attributes:
+        segment: ``warm``, ``cold-user`` or ``cold-item``.
+        support: interactions given at query time for cold users (``None`` elsewhere).
+        queries: users and their histories (seen items, excluded from the ranking).
+        relevant: ``(n, n_items)`` binary CSR of the test positives.
+        candidates: item indices ranked (``None`` = the whole catalogue).
+    """
+
+    segment: str
+    support: int | None
+    queries: Queries
+    relevant: sp.csr_matrix
+    candidates: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+@dataclass
+class Split:
+    """A training set and the query sets it is evaluated on."""
+
+    protocol: str
+    seed: int
+    train: Dataset
+    query_sets: list[QuerySet]
+
+
+def _pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    return users.astype(np.int64) * n_items + items.astype(np.int64)
+
+
+def _train_without_pairs(data: Dataset, users: np.ndarray, items: np.ndarray) -> Dataset:
+    """``data`` minus every event of the given (user, item) pairs."""
+    inter = data.interactions
+    keys = _pair_keys(inter["user"].to_numpy(), inter["item"].to_numpy(), data.n_items)
+    drop = np.isin(keys, _pair_keys(users, items, data.n_items))
+    return data.subset(~drop)
+
+
+def _warm_queries(
+    train: Dataset, users: np.ndarray, items: np.ndarray, segment_cold: bool = True
+) -> list[QuerySet]:
+    """Query sets for test pairs: history = the user's training pairs.
+
+    Test pairs already in the user's training history are removed (seen items are not
+    ranked, so they could never be hit). Users with no training history form the
+    ``cold-user`` segment at support 0.
+    """
+    hist = train.matrix()
+    rel = pair_matrix(users, items, train.n_users, train.n_items)
+    rel = rel - rel.multiply(hist)
+    rel.eliminate_zeros()
+    rel = sp.csr_matrix(rel)
+    test_users = np.flatnonzero(rel.getnnz(axis=1) > 0)
+    has_hist = hist.getnnz(axis=1)[test_users] > 0
+    out = []
+    for segment, support, mask in (("warm", None, has_hist), ("cold-user", 0, ~has_hist)):
+        u = test_users[mask]
+        if len(u) and (segment == "warm" or segment_cold):
+            out.append(QuerySet(segment, support, Queries(u, hist[u]), rel[u]))
+    return out
+
+
+def holdout(data: Dataset, seed: int, test_fraction: float = 0.25) -> Split:
+    """Per user, a seeded random ``1 - test_fraction`` of pairs train, the rest test."""
+    pairs = data.pairs()
+    rng = np.random.default_rng(seed)
+    pairs["key"] = rng.random(len(pairs))
+    pairs["rank"] = pairs.groupby("user")["key"].rank(method="first").astype(int)
+    n = pairs.groupby("user")["user"].transform("size")
+    n_train = np.floor(n * (1 - test_fraction) + 0.5).astype(int)
+    test = pairs[pairs["rank"] > n_train]
+    u, i = test["user"].to_numpy(), test["item"].to_numpy()
+    train = _train_without_pairs(data, u, i)
+    return Split("holdout", seed, train, _warm_queries(train, u, i))
+
+
+def _require_time(data: Dataset, protocol: str) -> None:
+    if not data.has_time:
+        raise DataError(f"protocol {protocol!r} needs timestamps; data set {data.name!r} has none")
+
+
+def temporal(data: Dataset, seed: int, test_fraction: float = 0.2) -> Split:
+    """A global time cut: the last ``test_fraction`` of events by time are the test set."""
+    _require_time(data, "temporal")
+    inter = data.interactions
+    order = np.argsort(inter["timestamp"].to_numpy(), kind="stable")
+    n_test = int(np.ceil(len(order) * test_fraction))
+    is_test = np.zeros(len(order), dtype=bool)
+    is_test[order[len(order) - n_test :]] = True
+    train = data.subset(~is_test)
+    test = inter.loc[is_test]
+    return Split(
+        "temporal", seed, train,
+        _warm_queries(train, test["user"].to_numpy(), test["item"].to_numpy()),
+    )  # fmt: skip
+
+
+def _ordered_pairs(data: Dataset) -> pd.DataFrame:
+    """Distinct pairs in time order within each user (first event of the pair; ties by log order)."""
+    inter = data.interactions
+    df = pd.DataFrame(
+        {"user": inter["user"], "item": inter["item"], "t": inter["timestamp"], "seq": np.arange(len(inter))}
+    )
+    if not data.has_time:
+        df["t"] = 0.0
+    first = df.sort_values(["user", "t", "seq"], kind="stable").drop_duplicates(["user", "item"])
+    return first.reset_index(drop=True)
+
+
+def leave_last(data: Dataset, seed: int) -> Split:
+    """Each user's last interaction by time (all events of that pair) is the test."""
+    _require_time(data, "leave-last")
+    inter = data.interactions
+    df = pd.DataFrame(
+        {"user": inter["user"], "item": inter["item"], "t": inter["timestamp"], "seq": np.arange(len(inter))}
+    )
+    last = df.sort_values(["user", "t", "seq"], kind="stable").drop_duplicates("user", keep="last")
+    n_items = df.groupby("user")["item"].nunique()
+    last = last[last["user"].map(n_items).to_numpy() >= 2]  # someone to learn from
+    u, i = last["user"].to_numpy(), last["item"].to_numpy()
+    train = _train_without_pairs(data, u, i)
+    return Split("leave-last", seed, train, _warm_queries(train, u, i))
+
+
+def cold_user(
+    data: Dataset,
+    seed: int,
+    supports: Sequence[int] = COLD_USER_SUPPORTS,
+    test_fraction: float = 0.2,
+    min_query: int = 5,
+) -> Split:
+    """Users split 80/20; a held-out user's first ``n`` pairs are the support, the rest the query."""
+    users = np.flatnonzero(np.bincount(data.interactions["user"], minlength=data.n_users) > 0)
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(users)
+    n_test = int(round(len(users) * test_fraction))
+    test_users = np.sort(shuffled[:n_test])
+    is_test_user = np.zeros(data.n_users, dtype=bool)
+    is_test_user[test_users] = True
+    train = data.subset(~is_test_user[data.interactions["user"].to_numpy()])
+
+    pairs = _ordered_pairs(data)
+    pairs = pairs[is_test_user[pairs["user"].to_numpy()]]
+    pairs["pos"] = pairs.groupby("user").cumcount()
+    counts = pairs.groupby("user").size()
+    sets = []
+    for n in supports:
+        eligible = counts.index[counts >= n + min_query].to_numpy()
+        p = pairs[pairs["user"].isin(eligible)]
+        sup, qry = p[p["pos"] < n], p[p["pos"] >= n]
+        # Rows follow `eligible` order: map user -> row.
+        row = pd.Series(np.arange(len(eligible)), index=eligible)
+        hist = pair_matrix(row[sup["user"]].to_numpy(), sup["item"].to_numpy(), len(eligible), data.n_items)
+        rel = pair_matrix(row[qry["user"]].to_numpy(), qry["item"].to_numpy(), len(eligible), data.n_items)
+        sets.append(QuerySet("cold-user", int(n), Queries(eligible, hist), rel))
+    return Split("cold-user", seed, train, sets)
+
+
+def cold_item(data: Dataset, seed: int, test_fraction: float = 0.2) -> Split:
+    """Items split 80/20; users rank all held-out items, which have no training interaction."""
+    items = np.flatnonzero(np.bincount(data.interactions["item"], minlength=data.n_items) > 0)
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(items)
+    cold = np.sort(shuffled[: int(round(len(items) * test_fraction))])
+    is_cold = np.zeros(data.n_items, dtype=bool)
+    is_cold[cold] = True
+    inter_cold = is_cold[data.interactions["item"].to_numpy()]
+    train = data.subset(~inter_cold)
+    test = data.interactions.loc[inter_cold]
+    rel = pair_matrix(test["user"].to_numpy(), test["item"].to_numpy(), data.n_users, data.n_items)
+    users = np.flatnonzero(rel.getnnz(axis=1) > 0)
+    hist = train.matrix()
+    qs = QuerySet("cold-item", None, Queries(users, hist[users]), rel[users], candidates=cold)
+    return Split("cold-item", seed, train, [qs])
+
+
+def make_split(data: Dataset, protocol: str, seed: int) -> Split:
+    """The split of ``data`` under ``protocol`` (one of :data:`PROTOCOLS`) for ``seed``."""
+    funcs = {
+        "holdout": holdout,
+        "temporal": temporal,
+        "leave-last": leave_last,
+        "cold-user": cold_user,
+        "cold-item": cold_item,
+    }
+    if protocol not in funcs:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose from: {', '.join(PROTOCOLS)}")
+    return funcs[protocol](data, seed)

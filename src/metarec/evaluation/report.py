@@ -1,0 +1,167 @@
+"""Human reports: Markdown tables per segment and support size, with plots.
+
+``write_report(results, out_dir)`` writes ``results.json`` (the machine-readable schema),
+``report.md`` and PNG plots: one bar chart per protocol (headline metric per model and
+segment) and, for ``cold-user``, the headline metric against support size per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from metarec.evaluation.harness import Results
+
+TABLE_METRICS = ("NDCG@10", "Recall@10", "Recall@20", "NDCG@20", "HitRate@10", "MRR@10", "MAP@10", "Coverage@10")
+
+
+def results_frame(results: Results) -> pd.DataFrame:
+    """Rows as a DataFrame (support as a nullable int)."""
+    df = pd.DataFrame(results.rows)
+    if len(df):
+        df["support"] = df["support"].astype("Int64")
+    return df
+
+
+def _fmt(value: float, std: float | None) -> str:
+    if std is None or pd.isna(std):
+        return f"{value:.4f}"
+    return f"{value:.4f} ± {std:.4f}"
+
+
+def summary_tables(results: Results, metrics: Sequence[str] = TABLE_METRICS) -> list[tuple[str, pd.DataFrame]]:
+    """One (title, table) per (segment, support): models as rows, metrics as columns."""
+    df = results_frame(results)
+    if df.empty:
+        return []
+    out = []
+    keys = df[["segment", "support"]].drop_duplicates()
+    for seg, sup in keys.itertuples(index=False):
+        part = df[(df["segment"] == seg) & ((df["support"] == sup) if pd.notna(sup) else df["support"].isna())]
+        part = part[part["metric"].isin(metrics)]
+        cell = part.apply(lambda r: _fmt(r["value"], r["std"]), axis=1)
+        table = part.assign(cell=cell).pivot(index="model", columns="metric", values="cell")
+        table = table[[m for m in metrics if m in table.columns]]
+        users = part.groupby("model")["users"].first()
+        table.insert(0, "users", users)
+        table = table.reindex(pd.unique(part["model"]))
+        title = seg if pd.isna(sup) else f"{seg}, support {int(sup)}"
+        out.append((title, table))
+    return out
+
+
+def rich_tables(results: Results, metrics: Sequence[str] = ("NDCG@10", "Recall@20", "HitRate@10", "Coverage@10")) -> list:
+    """Rich tables of the headline metrics, one per (segment, support), for the terminal."""
+    from rich.table import Table
+
+    out = []
+    for title, table in summary_tables(results, metrics):
+        t = Table(title=f"{results.dataset} · {results.protocol} · {title}")
+        t.add_column("model")
+        for c in table.columns:
+            t.add_column(str(c), justify="right")
+        for model, row in table.iterrows():
+            t.add_row(str(model), *(str(v) for v in row.to_numpy()))
+        out.append(t)
+    return out
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    cols = ["model", *map(str, table.columns)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for model, row in table.iterrows():
+        lines.append("| " + " | ".join([str(model), *(str(v) for v in row.to_numpy())]) + " |")
+    return "\n".join(lines)
+
+
+def plot_results(results: Results, out_dir: Path, metric: str = "NDCG@10") -> list[Path]:
+    """Bar chart per segment and, for cold users, the support-size curve. Returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = results_frame(results)
+    df = df[df["metric"] == metric]
+    if df.empty:
+        return []
+    files = []
+    stem = f"{results.dataset}-{results.protocol}".replace("/", "_")
+    curve = df[df["segment"] == "cold-user"].dropna(subset=["support"])
+    if curve["support"].nunique() > 1:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for model, g in curve.groupby("model", sort=False):
+            g = g.sort_values("support")
+            ax.errorbar(g["support"].astype(int), g["value"], yerr=g["std"].fillna(0).to_numpy(),
+                        marker="o", capsize=3, label=model)  # fmt: skip
+        ax.set_xscale("log")
+        ticks = sorted(curve["support"].astype(int).unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("support size (interactions given at query time)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{results.dataset}: cold users, {metric} vs support size")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        f = out_dir / f"{stem}-support.png"
+        fig.tight_layout()
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f)
+    bars = df.copy()
+    bars["group"] = bars.apply(
+        lambda r: r["segment"] if pd.isna(r["support"]) else f"{r['segment']} n={int(r['support'])}", axis=1
+    )
+    pivot = bars.pivot_table(index="group", columns="model", values="value", sort=False)
+    pivot = pivot[pd.unique(bars["model"])]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(pivot) + 3), 4))
+    pivot.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel(metric)
+    ax.set_xlabel("")
+    ax.set_title(f"{results.dataset}, {results.protocol}: {metric} by segment")
+    ax.grid(axis="y", alpha=0.3)
+    f = out_dir / f"{stem}-segments.png"
+    fig.tight_layout()
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+    return files
+
+
+def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
+    """The Markdown section of one evaluation run."""
+    lines = [
+        f"## {results.dataset} — protocol `{results.protocol}`",
+        "",
+        f"Seeds: {', '.join(map(str, results.seeds))}. Values are means over users "
+        "(± standard deviation over seeds when there are several). Full-catalogue ranking, "
+        "seen items removed, no sampled negatives.",
+        "",
+    ]
+    for title, table in summary_tables(results):
+        lines += [f"### {title}", "", _markdown(table), ""]
+    if results.timings:
+        lines += ["### Time per seed (s)", "", "| model | fit | evaluate |", "|---|---|---|"]
+        for model, t in results.timings.items():
+            lines.append(f"| {model} | {t.get('fit_s', 0):.2f} | {t.get('evaluate_s', 0):.2f} |")
+        lines.append("")
+    for p in plots:
+        lines += [f"![{p.stem}]({p.name})", ""]
+    return "\n".join(lines)
+
+
+def write_report(results: Sequence[Results] | Results, out_dir: str | Path, title: str = "metarec evaluation") -> Path:
+    """Write ``results.json`` (one run) or ``results-<protocol>.json`` (several), plots and
+    ``report.md`` into ``out_dir``; returns the report path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [results] if isinstance(results, Results) else list(results)
+    sections = [f"# {title}", ""]
+    for r in runs:
+        name = "results.json" if len(runs) == 1 else f"results-{r.protocol}.json"
+        r.write(out / name)
+        sections.append(report_markdown(r, plot_results(r, out)))
+    path = out / "report.md"
+    path.write_text("\n".join(sections))
+    return path

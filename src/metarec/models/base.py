@@ -1,0 +1,108 @@
+"""The one contract every scorer follows.
+
+A scorer is configured by a small dataclass, trained on a :class:`~metarec.data.Dataset`
+with :meth:`Scorer.fit`, and scores candidate items for a batch of :class:`Queries`. A query
+carries the user's index (``-1`` for a user the scorer never saw) *and* the user's history,
+so a new user is scored from the history given at query time (fold-in) without retraining.
+Items a scorer cannot score get NaN, never an exception; evaluation ranks NaN last.
+
+A trained scorer's learned state is a flat dict of numpy arrays (:meth:`Scorer.get_state`),
+saved as safetensors by :mod:`metarec.models.io` beside its config and vocabularies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from metarec.data.dataset import Dataset
+from metarec.data.queries import Queries
+from metarec.errors import ConfigError
+from metarec.ranking import top_k
+
+
+class Scorer:
+    """Base class of all scorers. Subclasses set ``name`` and ``Config`` and implement
+    ``_fit`` and ``_score`` (and ``get_state``/``set_state`` for saving).
+
+    Constructor arguments are stored as given in ``self.config`` and nothing is learned
+    until :meth:`fit`; learned attributes end with an underscore.
+    """
+
+    name: ClassVar[str] = "scorer"
+    Config: ClassVar[type] = dataclasses.make_dataclass("Config", [])
+
+    def __init__(self, config: Any = None, **params: Any) -> None:
+        if config is None:
+            try:
+                config = self.Config(**params)
+            except TypeError as exc:
+                fields = [f.name for f in dataclasses.fields(self.Config)]
+                raise ConfigError(f"{self.name}: {exc}; parameters are {fields}") from None
+        elif params:
+            config = dataclasses.replace(config, **params)
+        self.config = config
+        self.n_items_: int | None = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.config).items())
+        return f"{type(self).__name__}({args})"
+
+    # ---------------------------------------------------------------- contract
+    def fit(self, data: Dataset) -> Self:
+        """Learn from ``data`` (its vocabularies fix the item and user indices)."""
+        self.n_users_ = data.n_users
+        self.n_items_ = data.n_items
+        matrix = data.matrix()
+        self.known_users_ = np.asarray(matrix.getnnz(axis=1) > 0)
+        self.known_items_ = np.asarray(matrix.getnnz(axis=0) > 0)
+        self._fit(data, matrix)
+        return self
+
+    def score(self, queries: Queries, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores ``(len(queries), n_items)`` (or ``len(items)`` columns); NaN = cannot score."""
+        if self.n_items_ is None:
+            raise RuntimeError(f"{self.name}: call fit() before score()")
+        if queries.history.shape[1] != self.n_items_:
+            raise ValueError(
+                f"history has {queries.history.shape[1]} item columns, the model {self.n_items_}"
+            )
+        scores = np.asarray(self._score(queries), dtype=np.float32)
+        return scores if items is None else scores[:, items]
+
+    def recommend(
+        self, queries: Queries, n: int = 10, exclude_seen: bool = True, items: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` item indices and scores per query (``-1``/NaN pad when fewer are scorable)."""
+        cand = np.arange(self.n_items_) if items is None else np.asarray(items)
+        scores = self.score(queries, cand)
+        if exclude_seen:
+            seen = queries.history[:, cand]
+            scores[seen.nonzero()] = np.nan
+        order = top_k(scores, n)
+        top = np.take_along_axis(scores, order, axis=1)
+        ids = np.where(np.isfinite(top), cand[order], -1)
+        return ids, top
+
+    # ---------------------------------------------------------- to implement
+    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        raise NotImplementedError
+
+    def _score(self, queries: Queries) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Learned arrays, saved as safetensors."""
+        return {"known_users": self.known_users_, "known_items": self.known_items_}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`get_state` returned."""
+        self.known_users_ = state["known_users"].astype(bool)
+        self.known_items_ = state["known_items"].astype(bool)
+        self.n_users_ = len(self.known_users_)
+        self.n_items_ = len(self.known_items_)
+
+__all__ = ["Queries", "Scorer"]

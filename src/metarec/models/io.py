@@ -1,0 +1,176 @@
+"""A trained model is a directory, loadable by the CLI, the library and the service alike.
+
+Layout::
+
+    model/
+      config.json          what model, its config, the data it was trained on, versions
+      weights.safetensors  the scorer's learned arrays (Scorer.get_state)
+      history.safetensors  the training user x item matrix (CSR), for "exclude seen"
+      items.parquet        item vocabulary (column ``id``) and attributes, in index order
+      users.parquet        user vocabulary (column ``id``) and attributes
+
+Writes go to a temporary sibling directory that is renamed into place, so a crash never
+leaves a half-written model where a reader would load it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+
+from metarec import __version__
+from metarec.data.dataset import Dataset
+from metarec.data.queries import Queries
+from metarec.errors import ConfigError, DataError
+from metarec.models.base import Scorer
+from metarec.models.registry import MODELS
+
+FORMAT = "metarec-model"
+FORMAT_VERSION = 1
+
+
+def _table(ids: np.ndarray, attrs: pd.DataFrame) -> pd.DataFrame:
+    out = attrs.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = out[c].astype("string")
+    out.insert(0, "id", pd.Series(ids, dtype="string").to_numpy())
+    out.columns = [str(c) for c in out.columns]
+    return out.reset_index(drop=True)
+
+
+def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Write a trained ``scorer`` (fitted on ``data``) to the directory ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "metarec_version": __version__,
+            "model": scorer.name,
+            "config": dataclasses.asdict(scorer.config),
+            "dataset": data.name,
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "event_types": data.event_types,
+            "text_fields": list(data.text_fields),
+            "timestamp_kind": data.timestamp_kind,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **(extra or {}),
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+        state = {k: np.ascontiguousarray(v) for k, v in scorer.get_state().items()}
+        save_file(state, str(tmp / "weights.safetensors"))
+        hist = data.matrix()
+        save_file(
+            {"indptr": hist.indptr.astype(np.int64), "indices": hist.indices.astype(np.int32)},
+            str(tmp / "history.safetensors"),
+        )
+        _table(data.item_ids, data.items).to_parquet(tmp / "items.parquet", index=False)
+        _table(data.user_ids, data.users).to_parquet(tmp / "users.parquet", index=False)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+@dataclass
+class TrainedModel:
+    """A scorer with the vocabularies and training history it was trained with."""
+
+    scorer: Scorer
+    config: dict[str, Any]
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    items: pd.DataFrame
+    users: pd.DataFrame
+    history: sp.csr_matrix
+    path: Path | None = None
+
+    def user_history(self, user_id: str) -> list[str]:
+        """Item ids the user interacted with in training ([] for an unknown user)."""
+        u = pd.Index(self.user_ids).get_indexer([str(user_id)])[0]
+        if u < 0:
+            return []
+        return [str(x) for x in self.item_ids[self.history[u].indices]]
+
+    def recommend(
+        self, user_id: str | None = None, history: list[str] | None = None, n: int = 10,
+        exclude_seen: bool = True,
+    ) -> list[tuple[str, float]]:  # fmt: skip
+        """Top-``n`` ``(item_id, score)`` for a user.
+
+        Args:
+            user_id: a user id (``None`` or unknown: a new user).
+            history: item ids the user interacted with; defaults to the training history of
+                ``user_id``. Unknown item ids raise ConfigError naming them.
+        """
+        index = pd.Index(self.item_ids)
+        u = -1 if user_id is None else int(pd.Index(self.user_ids).get_indexer([str(user_id)])[0])
+        if history is None:
+            hist_idx = self.history[u].indices if u >= 0 else np.array([], dtype=np.int64)
+        else:
+            hist_idx = index.get_indexer([str(h) for h in history])
+            unknown = [h for h, i in zip(history, hist_idx) if i < 0]
+            if unknown:
+                raise ConfigError(f"unknown item id(s) in history: {', '.join(map(str, unknown[:5]))}")
+        q = Queries.from_histories([u], [list(hist_idx)], len(self.item_ids))
+        ids, scores = self.scorer.recommend(q, n=n, exclude_seen=exclude_seen)
+        return [(str(self.item_ids[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+
+def load_model(path: str | os.PathLike) -> TrainedModel:
+    """Load a model directory written by :func:`save_model`."""
+    path = Path(path)
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise DataError(f"{path}: not a metarec model directory (no config.json)")
+    config = json.loads(cfg_file.read_text())
+    if config.get("format") != FORMAT:
+        raise DataError(f"{cfg_file}: not a metarec model (format {config.get('format')!r})")
+    name = config["model"]
+    if name not in MODELS:
+        raise ConfigError(f"{cfg_file}: model {name!r} is not known to this metarec version")
+    cls = MODELS[name]
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    scorer = cls(**{k: v for k, v in config["config"].items() if k in fields})
+    scorer.set_state(load_file(str(path / "weights.safetensors")))
+    h = load_file(str(path / "history.safetensors"))
+    items = pd.read_parquet(path / "items.parquet")
+    users = pd.read_parquet(path / "users.parquet")
+    n_users, n_items = len(users), len(items)
+    history = sp.csr_matrix(
+        (np.ones(len(h["indices"]), np.float32), h["indices"], h["indptr"]), shape=(n_users, n_items)
+    )
+    return TrainedModel(
+        scorer=scorer,
+        config=config,
+        item_ids=items["id"].astype(str).to_numpy(dtype=object),
+        user_ids=users["id"].astype(str).to_numpy(dtype=object),
+        items=items.drop(columns="id"),
+        users=users.drop(columns="id"),
+        history=history,
+        path=path,
+    )

@@ -1,0 +1,126 @@
+"""Readers on small files written here, in each format's real layout."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from metarec.data import load_dataset
+from metarec.errors import ConfigError, DataError
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+@pytest.fixture
+def ml100k(tmp_path):
+    root = tmp_path / "ml-100k"
+    write(root / "u.data", "1\t1\t5\t874965758\n1\t2\t3\t876893171\n2\t1\t4\t888550871\n2\t3\t9\t888550872\n")
+    genres = "|".join(["0"] * 19)
+    flags = ["0"] * 19
+    flags[3] = flags[4] = flags[5] = "1"
+    write(
+        root / "u.item",
+        f"1|Toy Story (1995)|01-Jan-1995||http://x|{'|'.join(flags)}\n"
+        f"2|GoldenEye (1995)|01-Jan-1995||http://x|{genres}\n"
+        f"3|Café Society (1995)|01-Jan-1995||http://x|{genres}\n",
+        encoding="latin-1",
+    )
+    write(root / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+    return root
+
+
+def test_movielens_100k(ml100k):
+    d = load_dataset(ml100k, "movielens-100k")
+    assert (d.n_users, d.n_items, d.n_interactions) == (2, 3, 3)
+    assert d.event_types == ["rating"]
+    assert d.items.loc[0, "genres"] == "Animation, Children's, Comedy"
+    assert d.items.loc[2, "title"] == "Café Society (1995)"  # latin-1 decoded
+    assert d.users["gender"].tolist() == ["M", "F"]
+    assert d.reports[0].to_dict()["dropped"] == {"value out of range": {"count": 1, "example_rows": [4]}}
+    assert d.item_text()[0] == "Toy Story (1995). Animation, Children's, Comedy"
+
+
+def test_movielens_latest_csv_with_tags(tmp_path):
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.5,100\n2,10,0.5,101\n2,20,3,102\n")
+    write(tmp_path / "movies.csv", 'movieId,title,genres\n10,"Heat (1995)",Action|Crime\n20,Up (2009),Animation\n')
+    write(tmp_path / "tags.csv", "userId,movieId,tag,timestamp\n1,10,heist,5\n2,10,heist,6\n2,10, Pacino,7\n")
+    d = load_dataset(tmp_path, "movielens")
+    assert d.n_interactions == 3 and d.items.loc[0, "genres"] == "Action, Crime"
+    assert d.items.loc[0, "tags"] == "heist, Pacino" and "tags" in d.text_fields
+
+
+def test_movielens_1m_dat(tmp_path):
+    write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    write(tmp_path / "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James (1996)::Animation|Musical\n", encoding="latin-1")
+    write(tmp_path / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
+    d = load_dataset(tmp_path, "movielens")
+    assert (d.n_users, d.n_items, d.n_interactions) == (2, 2, 3)
+    assert d.users["gender"].tolist() == ["F", "M"]
+
+
+def test_recbole_unisrec_sequences_with_index_maps(tmp_path):
+    write(tmp_path / "S.train.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\n0\t0\t1\n0\t0 1\t2\n1\t2\t0\n")
+    write(tmp_path / "S.test.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\n0\t0 1 2\t1\n1\t2 0\t1\n")
+    write(tmp_path / "S.text", 'item_id:token\ttext:token_seq\nA1\tGlue "extra strong"\nA2\tBeaker\nA3\tScale\n')
+    write(tmp_path / "S.item2index", "A1\t0\nA2\t1\nA3\t2\n")
+    write(tmp_path / "S.user2index", "R1\t0\nR2\t1\n")
+    d = load_dataset(tmp_path, "recbole")
+    assert d.timestamp_kind == "order" and d.text_fields == ("text",)
+    seqs = d.interactions.sort_values(["user", "timestamp"]).groupby("user")["item"].apply(list)
+    assert [list(d.item_ids[s]) for s in seqs] == [["A1", "A2", "A3", "A2"], ["A3", "A1", "A2"]]
+    assert d.user_ids.tolist() == ["R1", "R2"]
+    assert d.item_text()[0] == 'Glue "extra strong"'
+
+
+def test_recbole_plain_atomic(tmp_path):
+    write(tmp_path / "m.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t5\t4\t10\n1\t6\t2\t11\n")
+    write(tmp_path / "m.item", "item_id:token\tmovie_title:token_seq\n5\tHeat\n6\tUp\n")
+    d = load_dataset(tmp_path, "recbole")
+    assert d.event_types == ["rating"] and d.interactions["value"].tolist() == [4.0, 2.0]
+    assert d.text_fields == ("movie_title",)
+
+
+def test_taobao(tmp_path):
+    f = write(tmp_path / "UserBehavior.csv", "1,100,7,pv,1511658000\n1,100,7,buy,1511658001\n2,200,8,cart,1511658002\n2,200,8,cart,1511658002\n")
+    d = load_dataset(f, "taobao")
+    assert sorted(d.event_types) == ["buy", "cart", "pv"]
+    assert d.items["category"].tolist() == ["7", "8"]
+    assert d.reports[0].to_dict()["dropped"]["duplicate"]["count"] == 1
+
+
+def test_csv_and_parquet_with_mapping(tmp_path):
+    f = write(tmp_path / "log.csv", "who,what,kind,ts\nalice,B01,click,2021-05-01\nbob,B02,buy,2021-05-02\n")
+    write(tmp_path / "items.csv", "sku,name\nB01,Red kettle\nB02,Blue tent\nB03,Green lamp\n")
+    d = load_dataset(f, "csv", columns="user=who,item=what,event=kind,timestamp=ts",
+                     items=tmp_path / "items.csv", item_columns="item=sku", text_fields="name")
+    assert d.n_items == 3 and d.event_types == ["buy", "click"] and d.item_text()[2] == "Green lamp"
+    pd.read_csv(f).to_parquet(tmp_path / "log.parquet")
+    d2 = load_dataset(tmp_path / "log.parquet", "parquet", columns="user=who,item=what,event=kind,timestamp=ts")
+    assert d2.n_interactions == 2
+
+
+@pytest.mark.parametrize(
+    "files, fmt, message",
+    [
+        ({"u.data": ""}, "movielens-100k", r"u\.data: the file is empty"),
+        ({"u.data": "1\t2\t3\n"}, "movielens-100k", r"missing column 'timestamp'"),
+        ({"u.data": "1\t2\tfive\t100\n"}, "movielens-100k", r"row 1, column value \('rating'\): 'five' is not a number"),
+        ({"log.csv": "user,item\n"}, "csv", r"header but no rows"),
+        ({"log.csv": "user,thing\na,b\n"}, "csv", r"missing column 'item'"),
+    ],
+)
+def test_bad_input_names_the_problem(tmp_path, files, fmt, message):
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    target = tmp_path / next(iter(files)) if fmt == "csv" else tmp_path
+    with pytest.raises(DataError, match=message):
+        load_dataset(target, fmt)
+
+
+def test_unknown_format(tmp_path):
+    with pytest.raises(ConfigError, match="unknown format 'excel'"):
+        load_dataset(tmp_path, "excel")

@@ -1,0 +1,123 @@
+"""The conformance suite: every registered scorer gets these tests by being registered."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from metarec.data import Queries
+from metarec.models import MODELS, make_scorer
+from metarec.models.io import load_model, save_model
+from metarec.testing import checkerboard
+
+ALL = sorted(MODELS)
+COLLABORATIVE = [m for m in ALL if m != "pop"]
+# 360 events are few SGD steps at BPR's MovieLens-sized learning rate; give it more. Its
+# fold-in prior (tuned on MovieLens, where popularity is a strong prior for new users) leans
+# on the item bias; popularity is flat here, so let two clicks speak.
+SMALL_DATA_PARAMS = {"bpr": {"learning_rate": 0.05, "iterations": 300, "fold_in_l2": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def board():
+    return checkerboard(n_users=40, n_items=20, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(world):
+    return {name: make_scorer(name).fit(world) for name in ALL}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_scores_have_the_contract_shape(name, fitted, world):
+    s = fitted[name]
+    q = Queries(np.arange(5), world.matrix()[:5])
+    scores = s.score(q)
+    assert scores.shape == (5, world.n_items) and scores.dtype == np.float32
+    assert np.isfinite(scores[:, s.known_items_]).all()
+    sub = s.score(q, items=np.array([3, 1]))
+    np.testing.assert_allclose(sub, scores[:, [3, 1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_items_never_trained_on_are_nan(name, world):
+    # Remove every event of items 0..9: the scorer cannot know them.
+    keep = world.interactions["item"].to_numpy() >= 10
+    s = make_scorer(name).fit(world.subset(keep))
+    scores = s.score(Queries(np.arange(3), world.subset(keep).matrix()[:3]))
+    assert np.isnan(scores[:, :10]).all()
+    assert np.isfinite(scores[:, 10:][:, s.known_items_[10:]]).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_unknown_user_is_scored_from_the_given_history(name, fitted, world):
+    s = fitted[name]
+    hist = world.matrix()[[0, 1]]
+    scores = s.score(Queries([-1, -1], hist))
+    assert np.isfinite(scores[:, s.known_items_]).all()
+    if name != "pop":  # popularity ignores the history by design
+        assert not np.allclose(scores[0], scores[1])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_recommend_excludes_seen_and_is_sorted(name, fitted, world):
+    hist = world.matrix()[[4]]
+    ids, scores = fitted[name].recommend(Queries([4], hist), n=10)
+    assert ids.shape == (1, 10)
+    assert not set(ids[0].tolist()) & set(hist.indices.tolist())
+    assert np.all(np.diff(scores[0]) <= 1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_and_load_give_the_same_scores(name, fitted, world, tmp_path):
+    s = fitted[name]
+    save_model(s, world, tmp_path / name)
+    loaded = load_model(tmp_path / name)
+    q = Queries([0, 7, -1], world.matrix()[[0, 7, 9]])
+    np.testing.assert_allclose(loaded.scorer.score(q), s.score(q), rtol=1e-5, equal_nan=True)
+    assert loaded.config["model"] == name and list(loaded.item_ids) == list(world.item_ids)
+    u = str(world.user_ids[7])
+    recs = loaded.recommend(u, n=5)
+    assert len(recs) == 5 and not {r for r, _ in recs} & set(loaded.user_history(u))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_seeded_training_is_repeatable(name, world):
+    q = Queries([0, -1], world.matrix()[[0, 3]])
+    a = make_scorer(name).fit(world).score(q)
+    b = make_scorer(name).fit(world).score(q)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", COLLABORATIVE)
+def test_known_answer_on_a_checkerboard(name, board):
+    """Each user has seen all but one item of their block: that item must come first."""
+    data, missing = board
+    s = make_scorer(name, **SMALL_DATA_PARAMS.get(name, {})).fit(data)
+    users = np.arange(data.n_users)
+    ids, _ = s.recommend(Queries(users, data.matrix()), n=1)
+    assert (ids[:, 0] == missing).mean() >= 0.9
+    # A new user who clicked two items of block 1 gets block-1 items.
+    new = Queries.from_histories([-1], [[12, 15]], data.n_items)
+    top, _ = s.recommend(new, n=5)
+    assert set(top[0].tolist()) <= set(range(10, 20))
+
+
+def test_pop_known_answer(board):
+    data, _ = board
+    counts = np.asarray(data.matrix().sum(axis=0)).ravel()
+    s = make_scorer("pop").fit(data)
+    scores = s.score(Queries([-1], sp.csr_matrix((1, data.n_items))))
+    np.testing.assert_array_equal(scores[0], counts)
+
+
+def test_ials_fold_in_is_implicits_own_user_step(world):
+    """Our fold-in solves the same least squares as implicit's recalculate_user."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from metarec.models.baselines.implicit_mf import least_squares_fold_in
+
+    m = AlternatingLeastSquares(factors=8, regularization=2.0, alpha=3.0, iterations=3, random_state=0)
+    m.fit(world.matrix(), show_progress=False)
+    hist = world.matrix()[[2, 5, 9]]
+    ours = least_squares_fold_in(m.item_factors, hist, confidence=3.0, l2=2.0)
+    np.testing.assert_allclose(ours, m.recalculate_user([2, 5, 9], hist), rtol=1e-3, atol=1e-4)

@@ -1,0 +1,102 @@
+"""The CLI as a user runs it: in-process through main(), and once as a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metarec.cli import main
+from metarec.data.synthetic import WorldConfig, write_world
+
+
+@pytest.fixture(scope="module")
+def world_dir(tmp_path_factory):
+    return write_world(tmp_path_factory.mktemp("w"), WorldConfig(n_users=200, n_items=100, seed=1))
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_inspect_reports_counts_events_and_drops(world_dir, capsys):
+    code, out, _ = run(["data", "inspect", "--data", str(world_dir), "--format", "synthetic", "--json"], capsys)
+    assert code == 0
+    info = json.loads(out)
+    assert set(info["events"]) == {"view", "cart", "purchase", "rating"}
+    assert info["text fields"] == ["title", "description"]
+    dropped = info["cleaning"][0]["dropped"]
+    assert dropped["duplicate"]["count"] > 0 and dropped["bad timestamp"]["count"] > 0
+
+
+def test_train_then_recommend(world_dir, tmp_path, capsys):
+    model = tmp_path / "m"
+    code, out, _ = run(["train", "--data", str(world_dir), "--format", "synthetic", "--model", "ials",
+                        "--param", "factors=16", "--out", str(model)], capsys)  # fmt: skip
+    assert code == 0 and (model / "weights.safetensors").exists() and (model / "config.json").exists()
+    code, out, _ = run(["recommend", "--model", str(model), "--user", "u00003", "-n", "4", "--json"], capsys)
+    recs = json.loads(out)["items"]
+    assert code == 0 and len(recs) == 4
+    # A new user with a history given on the command line.
+    code, out, _ = run(["recommend", "--model", str(model), "--history", "i00001,i00002", "--json"], capsys)
+    items = [r["id"] for r in json.loads(out)["items"]]
+    assert code == 0 and len(items) == 10 and not {"i00001", "i00002"} & set(items)
+
+
+def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
+    out_dir = tmp_path / "ev"
+    code, _, _ = run(["evaluate", "--data", str(world_dir), "--format", "synthetic", "--protocol", "cold-user",
+                      "--models", "pop,ease", "--seeds", "1,2", "--out", str(out_dir)], capsys)  # fmt: skip
+    assert code == 0
+    res = json.loads((out_dir / "results.json").read_text())
+    assert res["protocol"] == "cold-user" and res["dataset"] == "synthetic"
+    row = res["rows"][0]
+    assert set(row) >= {"model", "segment", "support", "metric", "value", "std", "users"}
+    supports = {r["support"] for r in res["rows"] if r["metric"] == "NDCG@10"}
+    assert supports <= {1, 3, 5, 10, 20} and 1 in supports
+    assert all(r["std"] is not None for r in res["rows"])  # two seeds: a spread
+    report = (out_dir / "report.md").read_text()
+    assert "cold-user, support 1" in report and (out_dir / "synthetic-cold-user-support.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["data", "inspect", "--data", "{d}", "--format", "excel"], "error: unknown format 'excel'"),
+        (["data", "inspect", "--data", "{d}/nope", "--format", "csv"], "no such file or directory"),
+        (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "random", "--models", "pop"],
+         "error: unknown protocol 'random'"),
+        (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "magic"],
+         "error: unknown model 'magic'"),
+        (["recommend", "--model", "{d}"], "not a metarec model directory"),
+    ],
+)
+def test_errors_are_one_line(argv, message, world_dir, capsys):
+    code, out, err = run([a.replace("{d}", str(world_dir)) for a in argv], capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "the file is empty"),
+        ("user,rating\na,4\n", "missing column 'item'"),
+        ("user,item,rating\na,x,4\nb,y,great\n", "row 3, column value ('rating'): 'great' is not a number"),
+    ],
+)
+def test_bad_files_are_one_line_errors(content, message, tmp_path, capsys):
+    f = tmp_path / "log.csv"
+    f.write_text(content)
+    code, _, err = run(["data", "inspect", "--data", str(f), "--format", "csv", "--columns", "value=rating"], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_script_runs(tmp_path):
+    """The installed entry point, as a subprocess (what the README tells users to run)."""
+    exe = [sys.executable, "-m", "metarec.cli"]
+    r = subprocess.run([*exe, "data", "inspect", "--data", str(tmp_path), "--format", "taobao"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "UserBehavior.csv" in r.stderr
