@@ -25,3 +25,9 @@ def shared_dataset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} does not exist")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _embedding_cache(tmp_path_factory, monkeypatch):
+    """Tests never write to the user's embedding cache."""
+    monkeypatch.setenv("METAREC_CACHE", str(tmp_path_factory.getbasetemp() / "embedding-cache"))

@@ -10,7 +10,9 @@ import pandas as pd
 from metarec.data.dataset import Dataset, build_dataset
 
 
-def tiny_dataset(histories: Sequence[Sequence[int]], n_items: int | None = None) -> Dataset:
+def tiny_dataset(
+    histories: Sequence[Sequence[int]], n_items: int | None = None, titles: Sequence[str] | None = None
+) -> Dataset:
     """A Dataset where user ``u`` (id ``"u<u>"``) interacted with the item indices in
     ``histories[u]`` (ids ``"i<i>"``), one event per pair, timestamps in listed order.
 
@@ -26,13 +28,17 @@ def tiny_dataset(histories: Sequence[Sequence[int]], n_items: int | None = None)
             "timestamp": [1_000_000 + 10 * t + u for u, _, t in rows],
         }
     )
-    items = pd.DataFrame({"title": [f"item {i}" for i in range(n_items)]}, index=[f"i{i}" for i in range(n_items)])
+    titles = list(titles) if titles is not None else [f"item {i}" for i in range(n_items)]
+    items = pd.DataFrame({"title": titles}, index=[f"i{i}" for i in range(n_items)])
     users = pd.DataFrame({"group": ["x"] * len(histories)}, index=[f"u{u}" for u in range(len(histories))])
     return build_dataset(raw, source="tiny", items=items, users=users, name="tiny", text_fields=("title",))
 
 
 def checkerboard(n_users: int = 40, n_items: int = 20, seed: int = 0) -> tuple[Dataset, np.ndarray]:
     """Two groups: users in group g interact only with items of block g, each missing one.
+
+    Item titles name their block (``red kettle`` for block 0, ``blue tent`` for block 1), so
+    content models have the same answer to find.
 
     Returns the data set and ``missing[u]``: the block item user ``u`` has not seen, which a
     collaborative scorer should rank first among the unseen items.
@@ -45,4 +51,5 @@ def checkerboard(n_users: int = 40, n_items: int = 20, seed: int = 0) -> tuple[D
         miss = block[rng.integers(0, len(block))]
         histories.append([int(i) for i in block if i != miss])
         missing.append(int(miss))
-    return tiny_dataset(histories, n_items), np.asarray(missing)
+    titles = [f"{'red kettle' if i < half_i else 'blue tent'} model {i}" for i in range(n_items)]
+    return tiny_dataset(histories, n_items, titles), np.asarray(missing)

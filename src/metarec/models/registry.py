@@ -7,9 +7,13 @@ from typing import Any
 from metarec.errors import ConfigError
 from metarec.models.base import Scorer
 from metarec.models.baselines import BPRScorer, EASEScorer, IALSScorer, ItemKNNScorer, PopScorer
+from metarec.models.content import ContentKNNScorer, HybridScorer, TwoTowerScorer
 
 MODELS: dict[str, type[Scorer]] = {
-    cls.name: cls for cls in (PopScorer, ItemKNNScorer, EASEScorer, IALSScorer, BPRScorer)
+    cls.name: cls
+    for cls in (
+        PopScorer, ItemKNNScorer, EASEScorer, IALSScorer, BPRScorer, ContentKNNScorer, HybridScorer, TwoTowerScorer
+    )
 }
 
 

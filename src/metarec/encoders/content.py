@@ -1,0 +1,138 @@
+"""Item content as vectors: texts from a template, encoded (and cached), or your own vectors.
+
+:class:`ContentConfig` is embedded in the config of every content-aware scorer, so a saved
+model records which encoder, template or vector file made its item vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metarec.data.dataset import Dataset
+from metarec.encoders.base import HashingEncoder, TextEncoder, normalize_rows
+from metarec.encoders.cache import EmbeddingCache, encode_cached
+from metarec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ContentConfig:
+    """Where item vectors come from.
+
+    Attributes:
+        encoder: ``all-MiniLM-L6-v2`` (default, offline from its package), a local model
+            directory, a hub name (only with ``allow_download``), or ``hashing`` /
+            ``hashing-<dim>`` for the dependency-free bag-of-words encoder.
+        template: e.g. ``"{title} ({year}). {genres}"``; default: the data set's text
+            fields joined with ``". "``.
+        vectors: a Parquet (``id`` + ``embedding`` list column, or ``id`` + numeric
+            columns) or ``.npz`` (``ids``, ``vectors``) file of your own item vectors
+            (image, API, ...); overrides ``encoder``.
+        cache_dir: embedding cache directory (default ``$METAREC_CACHE`` or ``~/.cache/metarec``);
+            ``"none"`` disables the cache.
+        device: where the encoder runs (``cpu``, ``cuda``, ``mps``, ``auto``).
+        allow_download: let the encoder fetch a model from the hub.
+    """
+
+    encoder: str = "all-MiniLM-L6-v2"
+    template: str | None = None
+    vectors: str | None = None
+    cache_dir: str | None = None
+    device: str = "cpu"
+    allow_download: bool = False
+
+
+def make_encoder(config: ContentConfig) -> TextEncoder:
+    """The encoder named by ``config.encoder``."""
+    name = config.encoder
+    if name == "hashing" or name.startswith("hashing-"):
+        dim = int(name.split("-", 1)[1]) if "-" in name else 256
+        return HashingEncoder(dim)
+    from metarec.encoders.sentence import SentenceEncoder
+
+    return SentenceEncoder(name, device=config.device, allow_download=config.allow_download)
+
+
+def render_texts(items: pd.DataFrame, template: str) -> list[str]:
+    """Fill ``template`` (``str.format`` fields) from item columns, vectorised per field.
+
+    >>> render_texts(pd.DataFrame({"t": ["Up", "Heat"], "y": [2009, None]}), "{t} ({y})")
+    ['Up (2009)', 'Heat ()']
+    """
+    out = pd.Series([""] * len(items), index=items.index, dtype=object)
+    for literal, field, spec, conv in string.Formatter().parse(template):
+        out = out + literal
+        if field is None:
+            continue
+        if field not in items.columns:
+            raise ConfigError(f"template field {{{field}}} is not an item column ({', '.join(map(str, items.columns))})")
+        col = items[field]
+        if pd.api.types.is_float_dtype(col) and (col.dropna() == col.dropna().round()).all():
+            col = col.astype("Int64")
+        out = out + col.astype("string").fillna("").astype(object)
+    return [str(t).strip() for t in out]
+
+
+def item_texts(data: Dataset, template: str | None) -> list[str]:
+    """One text per item of ``data``: the template, or the text fields joined."""
+    if template:
+        return render_texts(data.items, template)
+    if not data.text_fields:
+        raise ConfigError(
+            f"data set {data.name!r} has no item text fields; give a template "
+            "(content.template) or your own vectors (content.vectors)"
+        )
+    return data.item_text()
+
+
+def load_vectors(path: str | Path, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Your own item vectors, aligned to ``item_ids``: ``(vectors, has_vector mask)``."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: vector file not found")
+    if p.suffix == ".npz":
+        z = np.load(p, allow_pickle=False)
+        if "ids" not in z or "vectors" not in z:
+            raise DataError(f"{p}: an .npz vector file needs arrays 'ids' and 'vectors'")
+        ids, vecs = z["ids"].astype(str), np.asarray(z["vectors"], dtype=np.float32)
+    elif p.suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(p)
+        if "id" not in df.columns:
+            raise DataError(f"{p}: missing column 'id'")
+        ids = df["id"].astype(str).to_numpy()
+        if "embedding" in df.columns:
+            vecs = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+        else:
+            vecs = df.drop(columns="id").to_numpy(dtype=np.float32)
+    else:
+        raise DataError(f"{p}: vector files are .parquet or .npz")
+    if vecs.ndim != 2 or len(vecs) != len(ids):
+        raise DataError(f"{p}: {len(ids)} ids but vectors of shape {vecs.shape}")
+    if not np.isfinite(vecs).all():
+        bad = int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])
+        raise DataError(f"{p}: row {bad + 1} (id {str(ids[bad])!r}) has a non-finite value")
+    pos = pd.Index(ids).get_indexer(item_ids.astype(str))
+    out = np.zeros((len(item_ids), vecs.shape[1]), dtype=np.float32)
+    has = pos >= 0
+    out[has] = vecs[pos[has]]
+    log.info("%s: vectors for %d of %d items", p, int(has.sum()), len(item_ids))
+    return normalize_rows(out), has
+
+
+def item_content(data: Dataset, config: ContentConfig, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors (n_items, dim), has_content (n_items,))`` for every item of ``data``."""
+    if config.vectors:
+        return load_vectors(config.vectors, data.item_ids)
+    texts = item_texts(data, config.template)
+    cache = None if config.cache_dir == "none" else EmbeddingCache(config.cache_dir)
+    vecs = encode_cached(make_encoder(config), texts, cache, progress=progress)
+    has = np.array([bool(t) for t in texts])
+    vecs[~has] = 0.0
+    return vecs, has

@@ -1,0 +1,262 @@
+"""Hybrid: collaborative knowledge mapped onto content, fused with content similarity.
+
+Five signals score item ``i`` for a user with history ``H`` (the history given at query
+time, so new users need no retraining):
+
+1. **collaborative**: EASE (Steck 2019) trained on the warm items, ``h @ B``. An item with no
+   training interaction has no column of ``B``; it gets the content-weighted mean of its
+   ``k`` nearest warm items' scores, i.e. it is mapped into the collaborative space by its
+   content neighbours (the kNN attribute-to-feature mapping of Gantner et al., "Learning
+   Attribute-to-Feature Mappings for Cold-Start Recommendations", ICDM 2010);
+2. **semantic**: cosine between the item's and the history's pretrained sentence embeddings;
+3. **bilinear**: ``p W c_i`` with ``p`` the history's mean embedding and ``W`` a closed-form
+   ridge map between user and item content fit on the interactions;
+4. **lexical**: TF-IDF cosine between the item's and the history's text (brands, model
+   numbers and names that sentence embeddings blur);
+5. **popularity**: log training popularity; for a new item, a ridge regression of it on
+   content.
+
+Each signal is standardised per user (on the statistics of the warm items) and they are
+combined with weights learned by the project's training loop (softmax over held-out items)
+on a validation split carved from the training data: one weight vector for items with
+training interactions, one for items without, fit on held-out pairs and held-out items
+respectively. The components are then refit on all training data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from metarec.data.dataset import Dataset
+from metarec.data.queries import Queries
+from metarec.encoders.content import ContentConfig
+from metarec.encoders.lexical import cosine_to_profiles
+from metarec.errors import ConfigError
+from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("collaborative", "semantic", "bilinear", "lexical", "popularity")
+
+
+@dataclass
+class HybridConfig(ContentConfig):
+    """Attributes (besides :class:`~metarec.encoders.ContentConfig`'s):
+    l2: EASE's penalty for the collaborative signal.
+    max_items: EASE's limit on items with interactions (a dense items x items inverse).
+    neighbours, neighbour_temperature: a new item's collaborative scores are the
+        softmax(cosine / temperature)-weighted mean over its ``neighbours`` nearest warm items.
+    lexical: use the TF-IDF signal (needs item text).
+    popularity_l2: ridge penalty of the content -> popularity regression.
+    bilinear_l2: (user-side, item-side) ridge penalties of the bilinear content map.
+    validation_share: share of items (and users) held out to learn the signal weights.
+    epochs, lr: fitting the weights (full batch, the shared training loop).
+    seed: the validation split.
+    """
+
+    l2: float = 500.0
+    max_items: int = 30_000
+    neighbours: int = 50
+    neighbour_temperature: float = 0.05
+    lexical: bool = True
+    popularity_l2: float = 1.0
+    bilinear_l2: tuple[float, float] = (0.1, 10.0)
+    validation_share: float = 0.1
+    epochs: int = 300
+    lr: float = 0.05
+    seed: int = 42
+
+
+class _Components:
+    """Everything fit on one interaction matrix: EASE, neighbours, popularity."""
+
+    def __init__(self, vectors: np.ndarray, matrix: sp.csr_matrix, config: HybridConfig) -> None:
+        counts = np.asarray(matrix.getnnz(axis=0))
+        self.seen = counts > 0
+        self.seen_idx = np.flatnonzero(self.seen)
+        n = len(self.seen_idx)
+        if n > config.max_items:
+            raise ConfigError(
+                f"hybrid: {n} items with interactions exceed max_items={config.max_items} "
+                "(EASE inverts a dense items x items matrix); filter with --min-core"
+            )
+        x = matrix[:, self.seen_idx]
+        gram = (x.T @ x).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += config.l2
+        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices_from(b)] = 0.0
+        self.ease = b.astype(np.float32)  # (W, W)
+        nb = content_neighbours(vectors, self.seen, config.neighbours, config.neighbour_temperature)
+        self.neighbours = nb[:, self.seen_idx].tocsr()  # (I, W)
+        # Popularity: observed for warm items, predicted from content for the others.
+        y = np.log1p(counts[self.seen_idx]).astype(np.float64)
+        v = vectors[self.seen_idx].astype(np.float64)
+        w = np.linalg.solve(v.T @ v + config.popularity_l2 * np.eye(v.shape[1]), v.T @ (y - y.mean()))
+        self.popularity_map = np.append(w, y.mean()).astype(np.float32)  # weights, intercept
+        self.popularity = (vectors @ w + y.mean()).astype(np.float32)
+        self.popularity[self.seen_idx] = y
+        # Bilinear map from a user's mean content to item content, closed-form ridge:
+        # W = (P^T P + a I)^-1 P^T X E (E^T E + b I)^-1.
+        users = np.flatnonzero(x.getnnz(axis=1) > 0)
+        xu = x[users]
+        prof = np.asarray(sp.diags(1.0 / xu.getnnz(axis=1)) @ xu @ v)  # (U, C)
+        d = v.shape[1]
+        a, b2 = config.bilinear_l2
+        left = np.linalg.solve(prof.T @ prof + a * np.eye(d), prof.T @ np.asarray(xu @ v))
+        self.bilinear = (left @ np.linalg.inv(v.T @ v + b2 * np.eye(d))).astype(np.float32)
+
+
+def _standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``x`` scaled per row by the mean and std of ``ref`` (the same rows, warm columns)."""
+    mu = ref.mean(axis=1, keepdims=True)
+    sd = ref.std(axis=1, keepdims=True)
+    return (x - mu) / np.where(sd > 1e-9, sd, 1.0)
+
+
+class HybridScorer(ContentScorer):
+    """EASE mapped onto content (kNN), fused with semantic, lexical and popularity signals."""
+
+    name = "hybrid"
+    Config = HybridConfig
+
+    # -------------------------------------------------------------- signals
+    def _signals(self, history: sp.csr_matrix, comp: _Components) -> np.ndarray:
+        """``(4, n, I)`` standardised signals for the users of ``history``."""
+        h = history.astype(np.float32)
+        n = h.shape[0]
+        warm = comp.seen
+        own = np.asarray(h[:, comp.seen_idx] @ comp.ease)  # (n, W)
+        collab = np.asarray(comp.neighbours @ own.T).T  # (n, I): borrowed for every item
+        collab[:, comp.seen_idx] = own
+        profile = np.asarray(h @ self.item_vectors_) / np.maximum(np.asarray(h.sum(axis=1)), 1)  # mean content
+        norms = np.linalg.norm(profile, axis=1, keepdims=True)
+        semantic = (profile / np.where(norms > 0, norms, 1)) @ self.item_vectors_.T
+        lexical = (
+            cosine_to_profiles(h, self.item_lexical_) if self.lexical_encoder_ is not None else np.zeros((n, self.n_items_), np.float32)
+        )
+        bilinear = (profile @ comp.bilinear) @ self.item_vectors_.T
+        pop = np.broadcast_to(comp.popularity, (n, self.n_items_))
+        out = np.empty((len(SIGNALS), n, self.n_items_), dtype=np.float32)
+        for k, x in enumerate((collab, semantic, bilinear, lexical, pop)):
+            out[k] = _standardise(x, x[:, warm])
+        return out
+
+    def _combine(self, signals: np.ndarray, comp: _Components) -> np.ndarray:
+        w = np.where(comp.seen[None, :], self.weights_[0][:, None], self.weights_[1][:, None])  # (4, I)
+        return np.einsum("knI,kI->nI", signals, w)
+
+    # ------------------------------------------------------------- training
+    def _fit_content(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        c = self.config
+        self.fit_lexical(data, self.config.lexical)
+        rng = np.random.default_rng(c.seed)
+        train_m, val_warm, val_cold = carve_validation(matrix, c.validation_share, rng)
+        self.weights_ = np.ones((2, len(SIGNALS)), dtype=np.float32)
+        if val_warm.nnz or val_cold.nnz:
+            comp = _Components(self.item_vectors_, train_m, c)
+            self.weights_ = self._fit_weights(comp, train_m, val_warm, val_cold, rng)
+        self.components_ = _Components(self.item_vectors_, matrix, c)
+        log.info("hybrid weights %s: warm %s, cold %s", SIGNALS, self.weights_[0].round(3), self.weights_[1].round(3))
+
+    def _fit_weights(
+        self, comp: _Components, train_m: sp.csr_matrix, val_warm: sp.csr_matrix, val_cold: sp.csr_matrix,
+        rng: np.random.Generator,
+    ) -> np.ndarray:  # fmt: skip
+        """Softmax regression of held-out items on the signals, one weight row per item kind."""
+        import torch
+
+        from metarec.training import TrainConfig, train
+
+        parts = []
+        for kind, val, cand in (
+            (0, val_warm, comp.seen_idx),
+            (1, val_cold, np.flatnonzero(val_cold.getnnz(axis=0) > 0)),
+        ):
+            users = np.flatnonzero(val[:, cand].getnnz(axis=1) > 0)
+            if len(users) == 0 or len(cand) < 2:
+                continue
+            if len(cand) > 5000:  # a sample of candidates keeps big catalogues cheap
+                cand = np.union1d(val[users].indices, rng.choice(cand, 5000, replace=False))
+            hist = train_m[users]
+            sig = self._signals(hist, comp)[:, :, cand]  # (4, U, C)
+            target = val[users][:, cand].toarray().astype(np.float32)
+            mask = hist[:, cand].toarray() > 0  # seen items are never recommended
+            parts.append((kind, torch.from_numpy(sig), torch.from_numpy(target), torch.from_numpy(mask)))
+
+        class Weights(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.ones(2, len(SIGNALS)))
+
+            def loss(self, batch):
+                total = 0.0
+                for kind, sig, target, mask in parts:
+                    logits = torch.einsum("kuc,k->uc", sig, self.w[kind]).masked_fill(mask, -1e9)
+                    logp = torch.log_softmax(logits, dim=1)
+                    total = total + (-(target * logp).sum(1) / target.sum(1).clamp(min=1)).mean()
+                return {"loss": total / max(len(parts), 1)}
+
+        model = Weights()
+        if parts:
+            c = self.config
+            train(model, lambda r: [{}], None, TrainConfig(epochs=c.epochs, lr=c.lr, seed=c.seed))
+        return model.w.detach().numpy().astype(np.float32)
+
+    # -------------------------------------------------------------- scoring
+    def _score(self, queries: Queries) -> np.ndarray:
+        comp = self.components_
+        s = self._combine(self._signals(queries.history, comp), comp)
+        s[:, ~(self.has_content_ | comp.seen)] = np.nan
+        return s
+
+    def _added_items(self, n: int, texts: list[str] | None = None) -> None:
+        comp = self.components_
+        new = self.item_vectors_[-n:]
+        c = self.config
+        seen_all = np.concatenate([comp.seen, np.zeros(n, dtype=bool)])
+        rows = np.arange(self.n_items_ - n, self.n_items_)
+        nb = content_neighbours(self.item_vectors_, seen_all, c.neighbours, c.neighbour_temperature, rows=rows)
+        comp.neighbours = sp.vstack([comp.neighbours, nb[:, comp.seen_idx]]).tocsr()
+        # The popularity of a new item is predicted from its content, like any cold item's.
+        pred = new @ comp.popularity_map[:-1] + comp.popularity_map[-1]
+        comp.popularity = np.concatenate([comp.popularity, pred.astype(np.float32)])
+        comp.seen = seen_all
+
+    # --------------------------------------------------------------- saving
+    def get_state(self) -> dict[str, np.ndarray]:
+        comp = self.components_
+        state = {
+            **super().get_state(),
+            "weights": self.weights_,
+            "ease": comp.ease,
+            "bilinear": comp.bilinear,
+            "seen_idx": comp.seen_idx,
+            "popularity": comp.popularity,
+            "popularity_map": comp.popularity_map,
+            "nbr_data": comp.neighbours.data,
+            "nbr_indices": comp.neighbours.indices,
+            "nbr_indptr": comp.neighbours.indptr,
+        }
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
+        self.weights_ = state["weights"]
+        comp = _Components.__new__(_Components)
+        comp.ease = state["ease"]
+        comp.bilinear = state["bilinear"]
+        comp.seen_idx = state["seen_idx"].astype(np.int64)
+        comp.seen = np.zeros(self.n_items_, dtype=bool)
+        comp.seen[comp.seen_idx] = True
+        comp.popularity = state["popularity"]
+        comp.popularity_map = state["popularity_map"]
+        comp.neighbours = sp.csr_matrix(
+            (state["nbr_data"], state["nbr_indices"], state["nbr_indptr"]), shape=(self.n_items_, len(comp.seen_idx))
+        )
+        self.components_ = comp

@@ -1,0 +1,5 @@
+"""Small reusable torch blocks, one concept per file."""
+
+from metarec.nn.mlp import MLP
+
+__all__ = ["MLP"]
