@@ -50,3 +50,30 @@ def test_amazon_cold_item_hybrid_beats_content_knn():
 def test_movielens_cold_item_hybrid_beats_content_knn():
     """Issue 3's bar on ml-100k (text from title, year and genres): >= 2.1 x."""
     assert _cold_item_ratio("ml-100k", "movielens-100k") >= 2.1
+
+
+def test_service_bars_on_movielens(tmp_path):
+    """Issue 4's functional bars with the model `metarec train` picks for ml-100k."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from metarec.cli import main
+    from metarec.serving.app import create_app
+
+    assert main(["train", "--data", str(shared_dataset("ml-100k")), "--format", "movielens-100k", "--out", str(tmp_path / "m")]) == 0
+    key = {"X-API-Key": "k"}
+    with TestClient(create_app(tmp_path / "m", f"sqlite:///{tmp_path / 'e.db'}", "k")) as c:
+        assert c.get("/health/ready").json()["model"] == "hybrid"
+        r = c.put("/items/toy-twin", json={"text": "Toy Story (1995) Animation Children's Comedy"}, headers=key)
+        assert r.status_code == 200
+        similar = [x["id"] for x in c.get("/items/toy-twin/similar?n=10").json()["items"]]
+        assert "1" in similar  # Toy Story itself
+        before = [x["id"] for x in c.get("/users/newcomer/recommendations?n=10").json()["items"]]
+        events = [{"user_id": "newcomer", "item_id": i, "type": "rating", "value": 5} for i in ("172", "174", "181")]
+        assert c.post("/events", json={"events": events}, headers=key).status_code == 200
+        after = [x["id"] for x in c.get("/users/newcomer/recommendations?n=10").json()["items"]]
+        assert after != before and not {"172", "174", "181"} & set(after)
+        assert c.post("/events", json={"events": events}).status_code == 401
+        assert c.post("/events", json={"events": [{"user_id": "x"}]}, headers=key).status_code == 422
+        assert c.post("/events", content=b"x" * (20 << 20), headers={**key, "content-type": "application/json"}).status_code == 413

@@ -146,12 +146,64 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_model(data) -> str:
+    """The project's best model for the data: the hybrid where items have text (and the
+    'text' extra is installed) and the catalogue suits EASE, else EASE or iALS."""
+    import importlib.util
+
+    from metarec.models.content.hybrid import HybridConfig
+
+    has_text = bool(data.text_fields)
+    text_extra = bool(importlib.util.find_spec("sentence_transformers"))
+    if has_text and text_extra and data.n_items <= HybridConfig.max_items:
+        return "hybrid"
+    return "ease" if data.n_items <= 30_000 else "ials"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from metarec.serving.app import create_app
+
+    key = args.api_key or os.environ.get("METAREC_API_KEY")
+    print(f"serving {args.model} on http://{args.host}:{args.port} with {args.workers} worker(s) "
+          f"(store {args.store.split('@')[-1]})", flush=True)  # fmt: skip
+    if args.workers == 1:
+        app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
+    # Fail here with one clear line, not in N workers.
+    from metarec.errors import DataError, MetarecError
+    from metarec.serving.store import open_store
+
+    if not key:
+        raise MetarecError("the service needs an API key for writes (--api-key or METAREC_API_KEY)")
+    if not (Path(args.model) / "config.json").exists():
+        raise DataError(f"{args.model}: not a metarec model directory (no config.json)")
+    open_store(args.store).close()
+    os.environ.update(METAREC_MODEL=str(args.model), METAREC_STORE=args.store, METAREC_API_KEY=key or "",
+                      METAREC_MAX_BODY=str(args.max_body))  # fmt: skip
+    uvicorn.run("metarec.serving.app:app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning")  # fmt: skip
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from metarec.serving.retrain import retrain
+
+    path = retrain(args.store, args.model, args.out)
+    print(f"retrained model written to {path}; swap it in with POST /admin/reload")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from metarec.models.io import save_model
     from metarec.models.registry import make_scorer, parse_params
 
     data = _load(args)
-    name = args.model or "ease"
+    name = args.model or default_model(data)
     scorer = make_scorer(name, **parse_params(args.param))
     with _progress(1, f"training {name} on {data.name}") as step:
         scorer.fit(data)
@@ -255,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a model and save it as a directory")
     _add_data_args(tr)
-    tr.add_argument("--model", help="model name (default: ease)")
+    tr.add_argument("--model", help="model name (default: the best for the data, e.g. hybrid)")
     tr.add_argument("--param", action="append", help="model parameter name=value (repeatable)")
     tr.add_argument("--out", required=True, help="model directory to write")
     tr.set_defaults(func=cmd_train)
@@ -268,6 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--include-seen", action="store_true", help="do not remove the history from the list")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
+
+    sv = sub.add_parser("serve", help="serve a model over HTTP with a durable event store")
+    sv.add_argument("--model", required=True, help="model directory")
+    sv.add_argument("--store", default="sqlite:///metarec-events.db", help="sqlite:///path.db or postgresql://...")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", help="key for writes (default: $METAREC_API_KEY)")
+    sv.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes")
+    sv.add_argument("--workers", type=int, default=1, help="worker processes sharing the store (one per core)")
+    sv.set_defaults(func=cmd_serve)
+
+    rt = sub.add_parser("retrain", help="train the served model again on its data plus the store's events")
+    rt.add_argument("--store", required=True)
+    rt.add_argument("--model", required=True, help="the model directory being served")
+    rt.add_argument("--out", required=True, help="new model directory")
+    rt.set_defaults(func=cmd_retrain)
 
     ev = sub.add_parser("evaluate", help="evaluate models under a protocol; writes results.json and a report")
     _add_data_args(ev)

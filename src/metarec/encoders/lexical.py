@@ -53,10 +53,50 @@ class LexicalEncoder:
         return (sp.diags(1 / np.where(norms > 0, norms, 1)) @ m).astype(np.float32).tocsr()
 
 
-def cosine_to_profiles(history: sp.csr_matrix, item_lex: sp.csr_matrix, items: np.ndarray | None = None) -> np.ndarray:
-    """Cosine between each user's summed history TF-IDF and items' TF-IDF: ``(n, k)`` dense."""
+def cosine_to_profiles(
+    history: sp.csr_matrix, item_lex: sp.csr_matrix, items: np.ndarray | None = None,
+    item_lex_t: sp.csr_matrix | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Cosine between each user's summed history TF-IDF and items' TF-IDF: ``(n, k)`` dense.
+
+    ``item_lex_t`` (``item_lex.T`` as CSR, for all items) saves a transpose per call.
+    """
     prof = (history @ item_lex).tocsr()  # (n, F) sparse
-    norms = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
-    prof = sp.diags(1 / np.where(norms > 0, norms, 1)) @ prof
-    target = item_lex if items is None else item_lex[items]
-    return np.asarray((prof @ target.T).todense(), dtype=np.float32)
+    sq = prof.copy()
+    sq.data **= 2
+    norms = np.sqrt(np.asarray(sq.sum(axis=1)).ravel())
+    prof = (sp.diags(1 / np.where(norms > 0, norms, 1)) @ prof).tocsr()
+    if items is None:
+        target = item_lex_t if item_lex_t is not None else item_lex.T.tocsr()
+    else:
+        target = item_lex[items].T.tocsr()
+    return (prof @ target).toarray().astype(np.float32, copy=False)
+
+
+def top_k_similarity(item_lex: sp.csr_matrix, k: int, chunk: int = 2048) -> sp.csr_matrix:
+    """Item x item TF-IDF cosine, keeping each row's ``k`` largest entries (self excluded).
+
+    ``history @ S`` then approximates the history profile's dot product with every item
+    by an item-kNN sum, without a sparse-sparse product per query.
+    """
+    n = item_lex.shape[0]
+    k = min(k, max(n - 1, 0))
+    t = item_lex.T.tocsr()
+    rows, cols, vals = [], [], []
+    for start in range(0, n, chunk):
+        block = (item_lex[start : start + chunk] @ t).toarray()  # (b, n)
+        b = block.shape[0]
+        block[np.arange(b), np.arange(start, start + b)] = 0.0
+        if k == 0:
+            continue
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        v = np.take_along_axis(block, top, axis=1)
+        keep = v > 0
+        rows.append(np.repeat(np.arange(start, start + b), k)[keep.ravel()])
+        cols.append(top.ravel()[keep.ravel()])
+        vals.append(v.ravel()[keep.ravel()])
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )

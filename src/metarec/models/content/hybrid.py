@@ -11,8 +11,9 @@ time, so new users need no retraining):
 2. **semantic**: cosine between the item's and the history's pretrained sentence embeddings;
 3. **bilinear**: ``p W c_i`` with ``p`` the history's mean embedding and ``W`` a closed-form
    ridge map between user and item content fit on the interactions;
-4. **lexical**: TF-IDF cosine between the item's and the history's text (brands, model
-   numbers and names that sentence embeddings blur);
+4. **lexical**: TF-IDF similarity between the item's and the history's text (brands, model
+   numbers and names that sentence embeddings blur), as an item-kNN sum over each item's
+   200 nearest TF-IDF neighbours;
 5. **popularity**: log training popularity; for a new item, a ridge regression of it on
    content.
 
@@ -35,7 +36,7 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
-from metarec.encoders.lexical import cosine_to_profiles
+from metarec.encoders.lexical import top_k_similarity
 from metarec.errors import ConfigError
 from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours
 
@@ -52,6 +53,7 @@ class HybridConfig(ContentConfig):
     neighbours, neighbour_temperature: a new item's collaborative scores are the
         softmax(cosine / temperature)-weighted mean over its ``neighbours`` nearest warm items.
     lexical: use the TF-IDF signal (needs item text).
+    lexical_neighbours: TF-IDF neighbours kept per item (the lexical signal is an item-kNN sum).
     popularity_l2: ridge penalty of the content -> popularity regression.
     bilinear_l2: (user-side, item-side) ridge penalties of the bilinear content map.
     validation_share: share of items (and users) held out to learn the signal weights.
@@ -64,6 +66,7 @@ class HybridConfig(ContentConfig):
     neighbours: int = 50
     neighbour_temperature: float = 0.05
     lexical: bool = True
+    lexical_neighbours: int = 200
     popularity_l2: float = 1.0
     bilinear_l2: tuple[float, float] = (0.1, 10.0)
     validation_share: float = 0.1
@@ -112,11 +115,16 @@ class _Components:
         self.bilinear = (left @ np.linalg.inv(v.T @ v + b2 * np.eye(d))).astype(np.float32)
 
 
-def _standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``x`` scaled per row by the mean and std of ``ref`` (the same rows, warm columns)."""
-    mu = ref.mean(axis=1, keepdims=True)
-    sd = ref.std(axis=1, keepdims=True)
-    return (x - mu) / np.where(sd > 1e-9, sd, 1.0)
+def _standardise(x: np.ndarray, warm_weights: np.ndarray) -> np.ndarray:
+    """``x`` scaled per row by its mean and std over the warm columns.
+
+    ``warm_weights`` is ``1 / n_warm`` on warm columns and 0 elsewhere (two matrix-vector
+    products instead of copying the warm columns out).
+    """
+    mu = (x @ warm_weights)[:, None]
+    var = ((x * x) @ warm_weights)[:, None] - mu * mu
+    sd = np.sqrt(np.maximum(var, 0.0))
+    return (x - mu) / np.where(sd > 1e-6, sd, 1.0)
 
 
 class HybridScorer(ContentScorer):
@@ -127,24 +135,53 @@ class HybridScorer(ContentScorer):
 
     # -------------------------------------------------------------- signals
     def _signals(self, history: sp.csr_matrix, comp: _Components) -> np.ndarray:
-        """``(4, n, I)`` standardised signals for the users of ``history``."""
+        """``(5, n, I)`` signals for the users of ``history``, standardised per user.
+
+        Standardising makes each signal's per-user scale irrelevant, so raw dot products
+        stand in for cosines (the profile's norm is a per-user constant).
+        """
         h = history.astype(np.float32)
         n = h.shape[0]
         warm = comp.seen
         own = np.asarray(h[:, comp.seen_idx] @ comp.ease)  # (n, W)
         collab = np.asarray(comp.neighbours @ own.T).T  # (n, I): borrowed for every item
         collab[:, comp.seen_idx] = own
-        profile = np.asarray(h @ self.item_vectors_) / np.maximum(np.asarray(h.sum(axis=1)), 1)  # mean content
-        norms = np.linalg.norm(profile, axis=1, keepdims=True)
-        semantic = (profile / np.where(norms > 0, norms, 1)) @ self.item_vectors_.T
-        lexical = (
-            cosine_to_profiles(h, self.item_lexical_) if self.lexical_encoder_ is not None else np.zeros((n, self.n_items_), np.float32)
-        )
-        bilinear = (profile @ comp.bilinear) @ self.item_vectors_.T
-        pop = np.broadcast_to(comp.popularity, (n, self.n_items_))
+        profile = np.asarray(h @ self.item_vectors_)  # (n, C)
+        both = profile @ self._content_projection(comp)  # (n, 2I): semantic | bilinear
+        semantic, bilinear = both[:, : self.n_items_], both[:, self.n_items_ :]
+        lexical = self._lexical_scores(h)
+        pop = comp.popularity[None, :]
+        ww = warm.astype(np.float32) / max(int(warm.sum()), 1)
         out = np.empty((len(SIGNALS), n, self.n_items_), dtype=np.float32)
         for k, x in enumerate((collab, semantic, bilinear, lexical, pop)):
-            out[k] = _standardise(x, x[:, warm])
+            out[k] = _standardise(np.asarray(x, dtype=np.float32), ww)
+        return out
+
+    def _content_projection(self, comp: _Components) -> np.ndarray:
+        """``[V^T | W V^T]`` ``(C, 2I)``: one matrix product gives both content signals."""
+        proj = getattr(comp, "projection", None)  # cached per components: fit has two
+        if proj is None or proj.shape[1] != 2 * self.n_items_:
+            v = self.item_vectors_
+            proj = np.ascontiguousarray(np.hstack([v.T, comp.bilinear @ v.T]).astype(np.float32))
+            comp.projection = proj
+        return proj
+
+    def _lexical_scores(self, h: sp.csr_matrix) -> np.ndarray:
+        """History-profile . item TF-IDF for every item: an item-kNN sum over the items the
+        model was fit with, exact dot products for items added since."""
+        n = h.shape[0]
+        if self.lexical_encoder_ is None:
+            return np.zeros((n, self.n_items_), np.float32)
+        sim = self.lexical_similarity_
+        m = sim.shape[0]
+        out = np.zeros((n, self.n_items_), np.float32)
+        out[:, :m] = (h[:, :m] @ sim).toarray()
+        if self.n_items_ > m:  # items added online: exact, they are few
+            lex = self.item_lexical_
+            prof = h @ lex
+            out[:, m:] = (prof @ lex[m:].T).toarray()
+            if h[:, m:].nnz:
+                out[:, :m] += (h[:, m:] @ lex[m:] @ lex[:m].T).toarray()
         return out
 
     def _combine(self, signals: np.ndarray, comp: _Components) -> np.ndarray:
@@ -155,6 +192,8 @@ class HybridScorer(ContentScorer):
     def _fit_content(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         c = self.config
         self.fit_lexical(data, self.config.lexical)
+        if self.lexical_encoder_ is not None:
+            self.lexical_similarity_ = top_k_similarity(self.item_lexical_, self.config.lexical_neighbours)
         rng = np.random.default_rng(c.seed)
         train_m, val_warm, val_cold = carve_validation(matrix, c.validation_share, rng)
         self.weights_ = np.ones((2, len(SIGNALS)), dtype=np.float32)
@@ -243,6 +282,9 @@ class HybridScorer(ContentScorer):
             "nbr_indices": comp.neighbours.indices,
             "nbr_indptr": comp.neighbours.indptr,
         }
+        if self.lexical_encoder_ is not None:
+            sim = self.lexical_similarity_
+            state.update(lexsim_data=sim.data, lexsim_indices=sim.indices, lexsim_indptr=sim.indptr)
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -260,3 +302,8 @@ class HybridScorer(ContentScorer):
             (state["nbr_data"], state["nbr_indices"], state["nbr_indptr"]), shape=(self.n_items_, len(comp.seen_idx))
         )
         self.components_ = comp
+        if "lexsim_data" in state:
+            m = len(state["lexsim_indptr"]) - 1
+            self.lexical_similarity_ = sp.csr_matrix(
+                (state["lexsim_data"], state["lexsim_indices"], state["lexsim_indptr"]), shape=(m, m)
+            )

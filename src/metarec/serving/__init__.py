@@ -1,0 +1,1 @@
+"""The HTTP service: app factory, event store and online state."""

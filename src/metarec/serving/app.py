@@ -1,0 +1,375 @@
+"""The HTTP service: an app factory, no module-level state.
+
+``create_app(model_dir, store_url, api_key)`` returns a FastAPI app whose state (model,
+store, online histories, metrics) lives on ``app.state``. Writes and admin calls need the
+``X-API-Key`` header; bodies over ``max_body_bytes`` get 413; validation errors 422; any
+other failure a generic 500 without a trace. The OpenAPI schema is at ``/openapi.json`` and
+``/docs``.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from metarec import __version__
+from metarec.errors import MetarecError
+from metarec.models.io import load_model
+from metarec.serving.online import OnlineRecommender
+from metarec.serving.store import Event, open_store
+
+log = logging.getLogger(__name__)
+
+ID = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+# ----------------------------------------------------------------------------- schemas
+class ItemIn(BaseModel):
+    text: str = Field(min_length=1, max_length=20_000, description="Title, description... encoded at once")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="e.g. category, brand, price")
+
+
+class UserIn(BaseModel):
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventIn(BaseModel):
+    event_id: ID | None = Field(None, description="Idempotency key; a repeat is acknowledged, not stored twice")
+    user_id: ID
+    item_id: ID
+    type: Annotated[str, Field(min_length=1, max_length=64)] = "view"
+    value: float = Field(1.0, allow_inf_nan=False)
+    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, description="Unix seconds; default: now")
+
+
+class EventsIn(BaseModel):
+    events: list[EventIn] = Field(min_length=1, max_length=10_000)
+
+
+class SessionEventIn(BaseModel):
+    item_id: ID
+    type: Annotated[str, Field(min_length=1, max_length=64)] = "view"
+
+
+class SessionIn(BaseModel):
+    events: list[SessionEventIn] = Field(min_length=0, max_length=1_000)
+    n: int = Field(10, ge=1, le=1000)
+    category: str | None = None
+    exclude: list[ID] = Field(default_factory=list, max_length=10_000)
+
+
+class ReloadIn(BaseModel):
+    model_dir: str = Field(min_length=1, max_length=4096)
+
+
+class Scored(BaseModel):
+    id: str
+    score: float
+
+
+class ItemsOut(BaseModel):
+    items: list[Scored]
+
+
+class EventsAck(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+# --------------------------------------------------------------------------- middleware
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"detail": f"request body over {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+class Measure:
+    """Count requests and time them per route (a plain ASGI middleware: cheap)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(name, str(status)).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - t)
+
+
+# ----------------------------------------------------------------------------- metrics
+class Metrics:
+    """Prometheus metrics in a registry of this app's own."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("metarec_requests", "HTTP requests", ["route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "metarec_request_seconds", "Request latency", ["route"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )  # fmt: skip
+        self.events = Counter("metarec_events", "Events stored", registry=self.registry)
+        self.items = Gauge("metarec_items", "Items in the catalogue", registry=self.registry)
+
+
+def _model_info(model_dir: Path) -> dict[str, Any]:
+    cfg = (model_dir / "config.json").read_bytes()
+    config = json.loads(cfg)
+    return {"model": config["model"], "model_dir": str(model_dir), "config_hash": hashlib.sha256(cfg).hexdigest()[:16],
+            "created": config.get("created"), "dataset": config.get("dataset")}  # fmt: skip
+
+
+# ------------------------------------------------------------------------ dependencies
+def _online(request: Request) -> OnlineRecommender:
+    return request.app.state.online
+
+
+def _require_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    if x_api_key is None:
+        raise HTTPException(401, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
+    if not secrets.compare_digest(x_api_key.encode(), request.app.state.api_key.encode()):
+        raise HTTPException(403, "invalid API key")
+
+
+Online = Annotated[OnlineRecommender, Depends(_online)]
+Key = Depends(_require_key)
+
+
+# --------------------------------------------------------------------------------- app
+def create_app(
+    model_dir: str | Path,
+    store_url: str,
+    api_key: str,
+    max_body_bytes: int = 1 << 20,
+    blas_threads: int | None = 1,
+) -> FastAPI:
+    """Build the service for a model directory and an event store.
+
+    Args:
+        api_key: required in ``X-API-Key`` for every write and admin call.
+        max_body_bytes: larger request bodies get 413.
+        blas_threads: limit BLAS threads in this process (idle OpenBLAS threads spin and
+            compete with request threads; one per request is fastest on small machines).
+    """
+    if not api_key:
+        raise MetarecError("the service needs an API key for writes (--api-key or METAREC_API_KEY)")
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(blas_threads, "blas")
+    model_dir = Path(model_dir)
+    store = open_store(store_url)
+    app = FastAPI(title="metarec", version=__version__,
+                  description="Recommendations for new users and new items, learning from every event.")  # fmt: skip
+    app.state.store = store
+    app.state.online = OnlineRecommender(load_model(model_dir), store)
+    app.state.info = _model_info(model_dir)
+    app.state.metrics = Metrics()
+    app.state.metrics.items.set(len(app.state.online.item_index))
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    # The model's objects live as long as the process: keep the collector from walking them.
+    gc.collect()
+    gc.freeze()
+
+    app.state.api_key = api_key
+
+    app.add_middleware(Measure, metrics=app.state.metrics)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)  # never a trace
+
+    @app.exception_handler(MetarecError)
+    async def bad_input(request: Request, exc: MetarecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    # ------------------------------------------------------------------- items
+    @app.put("/items/{item_id}", dependencies=[Key], status_code=200)
+    def put_item(item_id: ID, body: ItemIn, state: Online) -> dict[str, Any]:
+        """Create or update an item; it is encoded and recommendable when this returns."""
+        created = state.put_item(item_id, body.text, body.attributes)
+        app.state.metrics.items.set(len(state.item_index))
+        return {"id": item_id, "created": created}
+
+    @app.get("/items/{item_id}")
+    def get_item(item_id: ID, state: Online) -> dict[str, Any]:
+        state.catch_up()
+        item = state.item(item_id)
+        if item is None:
+            raise HTTPException(404, f"unknown item {item_id!r}")
+        return item
+
+    @app.delete("/items/{item_id}", dependencies=[Key])
+    def delete_item(item_id: ID, state: Online) -> dict[str, Any]:
+        """The item is never recommended again."""
+        if not state.delete_item(item_id):
+            raise HTTPException(404, f"unknown item {item_id!r}")
+        return {"id": item_id, "deleted": True}
+
+    @app.get("/items/{item_id}/similar", response_model=ItemsOut)
+    async def similar(item_id: ID, state: Online, n: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
+        state.catch_up()
+        if state.item(item_id) is None:
+            raise HTTPException(404, f"unknown item {item_id!r}")
+        return {"items": [{"id": i, "score": s} for i, s in state.similar(item_id, n)]}
+
+    # ------------------------------------------------------------------- users
+    @app.put("/users/{user_id}", dependencies=[Key])
+    def put_user(user_id: ID, body: UserIn, state: Online) -> dict[str, Any]:
+        state.store.upsert_user(user_id, body.attributes)
+        return {"id": user_id}
+
+    @app.get("/users/{user_id}/events")
+    def user_events(user_id: ID, state: Online, n: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+        return {"events": [e.to_dict() for e in state.store.user_events(user_id, n)]}
+
+    # Reads are short CPU work: run them on the event loop, one at a time, instead of
+    # letting many threads fight over the GIL (which made the tail 5-10x worse).
+    @app.get("/users/{user_id}/recommendations", response_model=ItemsOut)
+    async def recommendations(
+        user_id: ID,
+        state: Online,
+        n: Annotated[int, Query(ge=1, le=1000)] = 10,
+        category: Annotated[str | None, Query(max_length=256)] = None,
+        exclude: Annotated[list[str] | None, Query(max_length=10_000)] = None,
+        exclude_seen: bool = True,
+    ) -> dict[str, Any]:
+        """Seen items are excluded by default; an unknown user gets the model's cold-start list."""
+        state.catch_up()  # events and items other workers or replicas stored
+        recs = state.recommend(user_id, n=n, category=category, exclude=exclude or (), exclude_seen=exclude_seen)
+        return {"items": [{"id": i, "score": s} for i, s in recs]}
+
+    # ------------------------------------------------------------------ events
+    @app.post("/events", dependencies=[Key], response_model=EventsAck)
+    def post_events(body: EventsIn, state: Online) -> dict[str, Any]:
+        """Validated, stored in one transaction, acknowledged after commit; the users'
+        next recommendations reflect them."""
+        state.catch_up()
+        unknown = state.unknown_items([e.item_id for e in body.events])
+        if unknown:
+            raise HTTPException(422, f"unknown item id(s): {', '.join(sorted(set(unknown))[:10])}")
+        now = time.time()
+        events = [
+            Event(e.event_id or uuid.uuid4().hex, e.user_id, e.item_id, e.type, e.value,
+                  e.timestamp if e.timestamp is not None else now)  # fmt: skip
+            for e in body.events
+        ]
+        inserted, dups = state.store.add_events(events)
+        state.catch_up()
+        app.state.metrics.events.inc(inserted)
+        return {"accepted": inserted, "duplicates": dups}
+
+    @app.post("/sessions/recommendations", response_model=ItemsOut)
+    async def session(body: SessionIn, state: Online) -> dict[str, Any]:
+        """Anonymous: the session's events are in the body, nothing is stored."""
+        state.catch_up()
+        hist = [state.item_index[e.item_id] for e in body.events if e.item_id in state.item_index]
+        recs = state.recommend(None, n=body.n, history=hist, category=body.category, exclude=body.exclude)
+        return {"items": [{"id": i, "score": s} for i, s in recs]}
+
+    # ------------------------------------------------------------- operations
+    @app.get("/health/live")
+    def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    def ready(request: Request) -> dict[str, Any]:
+        return {"status": "ready", "version": __version__, **request.app.state.info,
+                "items": len(request.app.state.online.item_index)}  # fmt: skip
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", dependencies=[Key])
+    def reload(body: ReloadIn, request: Request) -> dict[str, Any]:
+        """Load another model directory, replay the store into it, then swap atomically:
+        requests in flight finish on the old model, the next ones use the new."""
+        new_dir = Path(body.model_dir)
+        if not (new_dir / "config.json").exists():
+            raise HTTPException(422, f"{new_dir}: not a model directory")
+        fresh = OnlineRecommender(load_model(new_dir), request.app.state.store)
+        request.app.state.online, request.app.state.info = fresh, _model_info(new_dir)
+        return request.app.state.info
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from ``METAREC_MODEL``, ``METAREC_STORE``, ``METAREC_API_KEY`` and
+    ``METAREC_MAX_BODY``: the factory each worker process of ``metarec serve --workers N``
+    calls. Workers share the store and catch up with each other's writes on every call."""
+    import os
+
+    return create_app(
+        os.environ["METAREC_MODEL"], os.environ["METAREC_STORE"], os.environ.get("METAREC_API_KEY", ""),
+        max_body_bytes=int(os.environ.get("METAREC_MAX_BODY", 1 << 20)),
+    )  # fmt: skip

@@ -1,0 +1,205 @@
+"""Online state: a trained model plus everything the event store has seen since.
+
+Each user's history is the training history plus every stored event, so an event changes
+that user's next recommendation at once (the scorer folds the history in at request time).
+Items PUT to the service are encoded and scorable at once (content models); deleted items
+are never recommended. All of it is rebuilt from the store on start, so a restart (or a
+second replica) serves the same state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from metarec.data.queries import Queries
+from metarec.models.content import ContentScorer
+from metarec.models.io import TrainedModel
+from metarec.ranking import top_k
+from metarec.serving.store import Event, EventStore
+
+
+class ReadWriteLock:
+    """Many readers or one writer (writers are rare: new items, deletions)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._readers:
+                self._cond.wait()
+            yield
+
+
+def _category_text(items: pd.DataFrame) -> list[str]:
+    for col in ("category", "genres", "categories"):
+        if col in items.columns:
+            return items[col].fillna("").astype(str).str.lower().tolist()
+    return [""] * len(items)
+
+
+class OnlineRecommender:
+    """Recommendations from a :class:`TrainedModel` and the live event store."""
+
+    def __init__(self, model: TrainedModel, store: EventStore) -> None:
+        self.model = model
+        self.store = store
+        self.lock = ReadWriteLock()
+        self.item_index: dict[str, int] = {str(k): i for i, k in enumerate(model.item_ids)}
+        self.user_index: dict[str, int] = {str(k): i for i, k in enumerate(model.user_ids)}
+        self.online: dict[str, set[int]] = defaultdict(set)
+        self.deleted = np.zeros(len(model.item_ids), dtype=bool)
+        self.categories = _category_text(model.items)
+        self.texts: dict[str, str] = {}
+        self.can_add_items = isinstance(model.scorer, ContentScorer)
+        self.last_seq = 0
+        self.items_seen_until = -1.0
+        self.replay()
+
+    # ------------------------------------------------------------- state
+    def replay(self) -> None:
+        """Apply every stored item change and event (start-up)."""
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Apply the item changes and events that any writer (this process, another worker,
+        another replica) stored since we last looked. Cheap when there is nothing new."""
+        for item in self.store.items(since=self.items_seen_until):
+            if item.deleted:
+                self.delete_item(item.item_id, persist=False)
+            else:
+                self.put_item(item.item_id, item.text, item.attributes, persist=False)
+            self.items_seen_until = max(self.items_seen_until, item.updated)
+        while True:
+            batch = self.store.events_since(self.last_seq)
+            if not batch:
+                return
+            self.apply(batch)
+
+    def apply(self, events: Sequence[Event]) -> None:
+        with self.lock.write():
+            for e in events:
+                i = self.item_index.get(e.item_id)
+                if i is not None:
+                    self.online[e.user_id].add(i)
+                if e.seq is not None:
+                    self.last_seq = max(self.last_seq, e.seq)
+
+    def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
+        return [i for i in item_ids if i not in self.item_index or self.deleted[self.item_index[i]]]
+
+    def put_item(self, item_id: str, text: str, attributes: dict[str, Any], persist: bool = True) -> bool:
+        """Add (or revive) an item; returns whether it was new. Raises ConfigError when the
+        model cannot score items from content and the item is not in its catalogue."""
+        from metarec.errors import ConfigError
+
+        if persist:
+            if item_id not in self.item_index and not self.can_add_items:
+                raise ConfigError(f"model {self.model.scorer.name!r} cannot add items from text; use hybrid or content-knn")
+            self.store.upsert_item(item_id, text, attributes)
+        category = str(attributes.get("category", attributes.get("genres", ""))).lower()
+        with self.lock.write():
+            self.texts[item_id] = text
+            if item_id in self.item_index:
+                i = self.item_index[item_id]
+                self.deleted[i] = False
+                if category:
+                    self.categories[i] = category
+                return False
+            if not self.can_add_items:
+                return False
+            (i,) = self.model.add_items([item_id], [text])
+            self.item_index[item_id] = int(i)
+            self.deleted = np.append(self.deleted, False)
+            self.categories.append(category)
+            return True
+
+    def delete_item(self, item_id: str, persist: bool = True) -> bool:
+        if persist:
+            self.store.delete_item(item_id)
+        with self.lock.write():
+            i = self.item_index.get(item_id)
+            if i is None:
+                return False
+            self.deleted[i] = True
+            return True
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        i = self.item_index.get(item_id)
+        if i is None or self.deleted[i]:
+            return None
+        row = self.model.items.iloc[i] if i < len(self.model.items) else pd.Series(dtype=object)
+        attrs = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        return {"id": item_id, "text": self.texts.get(item_id), "attributes": attrs}
+
+    # ----------------------------------------------------------- scoring
+    def history(self, user_id: str | None) -> list[int]:
+        if user_id is None:
+            return []
+        hist = set(self.online.get(user_id, ()))
+        u = self.user_index.get(user_id)
+        if u is not None:
+            hist.update(self.model.history[u].indices.tolist())
+        return sorted(hist)
+
+    def recommend(
+        self,
+        user_id: str | None,
+        n: int = 10,
+        history: Sequence[int] | None = None,
+        category: str | None = None,
+        exclude: Sequence[str] = (),
+        exclude_seen: bool = True,
+        exclude_items: Sequence[int] = (),
+    ) -> list[tuple[str, float]]:
+        """Top ``n`` ``(item_id, score)``; unscorable, deleted and excluded items never appear."""
+        with self.lock.read():
+            hist = list(self.history(user_id) if history is None else history)
+            n_items = len(self.item_index)
+            # A user with events since training is folded in from the full history.
+            u = self.user_index.get(user_id, -1) if user_id is not None and not self.online.get(user_id) else -1
+            if history is not None:
+                u = -1
+            q = Queries.from_histories([u], [hist], n_items)
+            scores = self.model.scorer.score(q)[0]
+            blocked = self.deleted.copy()
+            if exclude_seen:
+                blocked[hist] = True
+            blocked[list(exclude_items)] = True
+            for item_id in exclude:
+                i = self.item_index.get(item_id)
+                if i is not None:
+                    blocked[i] = True
+            if category:
+                c = category.lower()
+                blocked |= ~np.array([c in t for t in self.categories])
+            scores = np.where(blocked, np.nan, scores)
+            order = top_k(scores[None, :], n)[0]
+            ids = self.model.item_ids
+            return [(str(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
+
+    def similar(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
+        """Items a user who interacted with ``item_id`` alone would get next."""
+        i = self.item_index[item_id]
+        return self.recommend(None, n=n, history=[i])

@@ -1,0 +1,245 @@
+"""The event store: durable events, items and users, in SQLite (embedded) or PostgreSQL.
+
+An event is acknowledged only after the transaction that holds it has committed: SQLite runs
+in WAL mode with ``synchronous=FULL``, PostgreSQL with its default synchronous commit. Events
+are idempotent by ``event_id`` (a repeated id is counted as a duplicate, not stored twice).
+Every statement is parameterised.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metarec.errors import ConfigError
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq {serial}, event_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, item_id TEXT NOT NULL,
+        type TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, ts DOUBLE PRECISION NOT NULL,
+        received DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq)",
+    """CREATE TABLE IF NOT EXISTS items (
+        item_id TEXT PRIMARY KEY, text TEXT NOT NULL, attributes TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0, updated DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS users (
+        user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL)""",
+)
+
+
+@dataclass
+class Event:
+    """One interaction as the service stores it."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    value: float = 1.0
+    timestamp: float = field(default_factory=time.time)
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "user_id": self.user_id, "item_id": self.item_id,
+                "type": self.type, "value": self.value, "timestamp": self.timestamp}  # fmt: skip
+
+
+@dataclass
+class StoredItem:
+    item_id: str
+    text: str
+    attributes: dict[str, Any]
+    deleted: bool
+    updated: float = 0.0
+
+
+class EventStore:
+    """SQL shared by both back-ends; subclasses open the connection and name the placeholder."""
+
+    placeholder = "?"
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn = self._connect()
+        with self._lock:
+            cur = self._conn.cursor()
+            for stmt in SCHEMA:
+                cur.execute(stmt.format(serial=self.serial))
+            self._conn.commit()
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def _insert_ignore(self) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ events
+    def add_events(self, events: Sequence[Event]) -> tuple[int, int]:
+        """Store ``events`` in one transaction; returns ``(inserted, duplicates)`` after commit."""
+        now = time.time()
+        rows = [(e.event_id, e.user_id, e.item_id, e.type, float(e.value), float(e.timestamp), now) for e in events]
+        with self._lock:
+            cur = self._conn.cursor()
+            inserted = 0
+            try:
+                for row in rows:
+                    cur.execute(self._insert_ignore(), row)
+                    inserted += max(cur.rowcount, 0)
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+        return inserted, len(rows) - inserted
+
+    def user_events(self, user_id: str, n: int | None = None) -> list[Event]:
+        """A user's events, newest first (at most ``n``)."""
+        sql = "SELECT event_id, user_id, item_id, type, value, ts, seq FROM events WHERE user_id = ? ORDER BY seq DESC"
+        args: list[Any] = [user_id]
+        if n is not None:
+            sql += " LIMIT ?"
+            args.append(int(n))
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(self._sql(sql), args)
+            return [Event(*r[:6], seq=r[6]) for r in cur.fetchall()]
+
+    def events_since(self, seq: int = 0, limit: int = 100_000) -> list[Event]:
+        """Events with a sequence number above ``seq``, oldest first (for replay and replicas)."""
+        sql = "SELECT event_id, user_id, item_id, type, value, ts, seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(self._sql(sql), [int(seq), int(limit)])
+            return [Event(*r[:6], seq=r[6]) for r in cur.fetchall()]
+
+    def all_events(self) -> Iterator[Event]:
+        seq = 0
+        while True:
+            batch = self.events_since(seq)
+            if not batch:
+                return
+            yield from batch
+            seq = batch[-1].seq or seq
+
+    def count_events(self) -> int:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("SELECT COUNT(*) FROM events")
+            return int(cur.fetchone()[0])
+
+    # ------------------------------------------------------------ items, users
+    def upsert_item(self, item_id: str, text: str, attributes: dict[str, Any]) -> None:
+        sql = (
+            "INSERT INTO items (item_id, text, attributes, deleted, updated) VALUES (?, ?, ?, 0, ?) "
+            "ON CONFLICT (item_id) DO UPDATE SET text = excluded.text, attributes = excluded.attributes, "
+            "deleted = 0, updated = excluded.updated"
+        )
+        self._write(sql, [item_id, text, json.dumps(attributes), time.time()])
+
+    def delete_item(self, item_id: str) -> None:
+        sql = (
+            "INSERT INTO items (item_id, text, attributes, deleted, updated) VALUES (?, '', '{}', 1, ?) "
+            "ON CONFLICT (item_id) DO UPDATE SET deleted = 1, updated = excluded.updated"
+        )
+        self._write(sql, [item_id, time.time()])
+
+    def items(self, since: float = -1.0) -> list[StoredItem]:
+        """Item changes (oldest first), those after ``since`` (an ``updated`` time) if given."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(
+                self._sql("SELECT item_id, text, attributes, deleted, updated FROM items WHERE updated > ? ORDER BY updated"),
+                [since],
+            )
+            return [StoredItem(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in cur.fetchall()]
+
+    def upsert_user(self, user_id: str, attributes: dict[str, Any]) -> None:
+        sql = (
+            "INSERT INTO users (user_id, attributes, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated = excluded.updated"
+        )
+        self._write(sql, [user_id, json.dumps(attributes), time.time()])
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(self._sql("SELECT attributes FROM users WHERE user_id = ?"), [user_id])
+            row = cur.fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _write(self, sql: str, args: list[Any]) -> None:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(self._sql(sql), args)
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class SQLiteStore(EventStore):
+    """The embedded store: one SQLite file in WAL mode with full fsync on commit."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _insert_ignore(self) -> str:
+        return ("INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, value, ts, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
+
+
+class PostgresStore(EventStore):
+    """PostgreSQL through psycopg 3, for several replicas sharing one store."""
+
+    placeholder = "%s"
+    serial = "BIGSERIAL"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__()
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise ConfigError("a postgresql:// store needs the 'serve' extra: pip install 'metarec[serve]'") from None
+        return psycopg.connect(self.url)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def _insert_ignore(self) -> str:
+        return ("INSERT INTO events (event_id, user_id, item_id, type, value, ts, received) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING")  # fmt: skip
+
+
+
+def open_store(url: str) -> EventStore:
+    """``sqlite:///path/to/events.db`` or ``postgresql://user:pass@host/db``."""
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url[len("sqlite:///") :])
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    raise ConfigError(f"store {url!r}: use sqlite:///path.db or postgresql://...")

@@ -1,0 +1,126 @@
+"""The service through real HTTP semantics (FastAPI's TestClient) on a small hybrid model."""
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
+from metarec.models import make_scorer  # noqa: E402
+from metarec.models.io import save_model  # noqa: E402
+from metarec.serving.app import create_app  # noqa: E402
+
+KEY = {"X-API-Key": "test-key"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
+    path = tmp_path_factory.mktemp("model") / "hybrid"
+    save_model(make_scorer("hybrid", encoder="hashing-128").fit(data), data, path)
+    return path
+
+
+@pytest.fixture
+def client(model_dir, tmp_path):
+    app = create_app(model_dir, f"sqlite:///{tmp_path / 'events.db'}", "test-key", max_body_bytes=1 << 16)
+    with TestClient(app) as c:
+        yield c
+
+
+def ids(response):
+    assert response.status_code == 200, response.text
+    return [x["id"] for x in response.json()["items"]]
+
+
+def test_events_personalise_the_next_call_and_seen_items_go(client):
+    before = ids(client.get("/users/stranger/recommendations?n=10"))
+    assert len(before) == 10  # an unknown user gets a cold-start list
+    clicked = ["i00003", "i00010", "i00042"]
+    r = client.post("/events", json={"events": [{"user_id": "stranger", "item_id": i, "type": "purchase"} for i in clicked]}, headers=KEY)
+    assert r.json() == {"accepted": 3, "duplicates": 0}
+    after = ids(client.get("/users/stranger/recommendations?n=10"))
+    assert after != before and not set(clicked) & set(after)
+    events = client.get("/users/stranger/events?n=2").json()["events"]
+    assert len(events) == 2 and events[0]["item_id"] == "i00042"  # newest first
+
+
+def test_events_are_idempotent_by_event_id(client):
+    body = {"events": [{"event_id": "e-1", "user_id": "u1", "item_id": "i00001"}]}
+    assert client.post("/events", json=body, headers=KEY).json() == {"accepted": 1, "duplicates": 0}
+    assert client.post("/events", json=body, headers=KEY).json() == {"accepted": 0, "duplicates": 1}
+
+
+def test_new_item_is_similar_to_its_twin_and_recommendable_at_once(client):
+    twin = client.get("/items/i00007").json()
+    text = "Brand07 " + " ".join(str(v) for v in twin["attributes"].values() if isinstance(v, str))
+    assert client.put("/items/fresh", json={"text": text, "attributes": {"category": "x"}}, headers=KEY).status_code == 200
+    assert client.get("/items/fresh").status_code == 200
+    # Anyone whose history is the fresh item's twin can be recommended the fresh item.
+    session = client.post("/sessions/recommendations", json={"events": [{"item_id": "i00007"}], "n": 120})
+    assert "fresh" in ids(session)
+    assert client.delete("/items/fresh", headers=KEY).status_code == 200
+    assert "fresh" not in ids(client.post("/sessions/recommendations", json={"events": [{"item_id": "i00007"}], "n": 200}))
+    assert client.get("/items/fresh").status_code == 404
+
+
+def test_filters(client):
+    got = ids(client.get("/users/u00001/recommendations", params={"n": 5, "exclude": ["i00001", "i00002"]}))
+    assert not {"i00001", "i00002"} & set(got)
+    cat = client.get("/items/i00000").json()["attributes"]["category"]
+    for i in ids(client.get(f"/users/u00001/recommendations?n=5&category={cat}")):
+        assert client.get(f"/items/{i}").json()["attributes"]["category"] == cat
+
+
+@pytest.mark.parametrize(
+    "method, path, body, headers, status",
+    [
+        ("post", "/events", {"events": [{"user_id": "a", "item_id": "i00001"}]}, {}, 401),
+        ("post", "/events", {"events": [{"user_id": "a", "item_id": "i00001"}]}, {"X-API-Key": "wrong"}, 403),
+        ("put", "/items/x", {"text": "t"}, {}, 401),
+        ("delete", "/items/i00001", None, {}, 401),
+        ("post", "/admin/reload", {"model_dir": "/nowhere"}, {}, 401),
+        ("post", "/events", {"events": [{"user_id": "a"}]}, KEY, 422),
+        ("post", "/events", {"events": []}, KEY, 422),
+        ("post", "/events", {"events": [{"user_id": "a", "item_id": "no-such-item"}]}, KEY, 422),
+        ("post", "/events", {"events": [{"user_id": "a", "item_id": "i00001", "value": "NaN"}]}, KEY, 422),
+        ("get", "/items/no-such-item", None, {}, 404),
+        ("get", "/users/u1/recommendations?n=0", None, {}, 422),
+    ],
+)
+def test_bad_requests_get_4xx(client, method, path, body, headers, status):
+    kwargs = {"headers": headers} | ({"json": body} if body is not None else {})
+    r = getattr(client, method)(path, **kwargs)
+    assert r.status_code == status, r.text
+    assert "Traceback" not in r.text
+
+
+def test_oversized_body_is_413_and_nothing_is_stored(client):
+    big = {"events": [{"user_id": "big", "item_id": "i00001", "type": "x" * 60}] * 2000}
+    assert client.post("/events", json=big, headers=KEY).status_code == 413
+    assert client.get("/users/big/events").json()["events"] == []
+
+
+def test_health_metrics_and_openapi(client, model_dir):
+    assert client.get("/health/live").json() == {"status": "ok"}
+    ready = client.get("/health/ready").json()
+    assert ready["model"] == "hybrid" and len(ready["config_hash"]) == 16
+    client.get("/users/x/recommendations")
+    assert 'metarec_requests_total{route="/users/{user_id}/recommendations",status="200"}' in client.get("/metrics").text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/events", "/items/{item_id}", "/users/{user_id}/recommendations", "/sessions/recommendations"} <= set(paths)
+
+
+def test_state_survives_a_restart_and_a_hot_swap(model_dir, tmp_path):
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    with TestClient(create_app(model_dir, store, "test-key")) as c:
+        c.post("/events", json={"events": [{"user_id": "v", "item_id": "i00005"}]}, headers=KEY)
+        c.put("/items/later", json={"text": "Brand01 compact tent"}, headers=KEY)
+        first = ids(c.get("/users/v/recommendations?n=5"))
+    with TestClient(create_app(model_dir, store, "test-key")) as c:  # a restart replays the store
+        assert ids(c.get("/users/v/recommendations?n=5")) == first
+        assert c.get("/items/later").status_code == 200
+        swapped = c.post("/admin/reload", json={"model_dir": str(model_dir)}, headers=KEY)
+        assert swapped.status_code == 200 and swapped.json()["model"] == "hybrid"
+        assert ids(c.get("/users/v/recommendations?n=5")) == first
