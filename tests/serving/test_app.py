@@ -81,6 +81,8 @@ def test_filters(client):
         ("put", "/items/x", {"text": "t"}, {}, 401),
         ("delete", "/items/i00001", None, {}, 401),
         ("post", "/admin/reload", {"model_dir": "/nowhere"}, {}, 401),
+        ("post", "/admin/reload", {"model_dir": "/nowhere"}, KEY, 422),
+        ("post", "/admin/reload", {"model_dir": "0" * 4000}, KEY, 422),  # found by schemathesis: was a 500
         ("post", "/events", {"events": [{"user_id": "a"}]}, KEY, 422),
         ("post", "/events", {"events": []}, KEY, 422),
         ("post", "/events", {"events": [{"user_id": "a", "item_id": "no-such-item"}]}, KEY, 422),

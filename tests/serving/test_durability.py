@@ -60,7 +60,7 @@ def test_sigkill_during_ingestion_loses_no_acknowledged_event(model_dir, tmp_pat
         proc = start_server(model_dir, store, port)
         stop = threading.Event()
 
-        def ingest() -> None:
+        def ingest(port: int = port, run: int = run, stop: threading.Event = stop) -> None:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=KEY, timeout=5) as c:
                 k = 0
                 while not stop.is_set() and k < 2000:

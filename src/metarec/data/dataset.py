@@ -207,7 +207,7 @@ def build_dataset(
         min_core: optional k-core filter on distinct user-item pairs.
         timestamp_kind: override; by default ``"unix"`` when ``raw`` has timestamps.
     """
-    for label, table in (("items", items), ("users", users)):
+    for table in (items, users):
         if table is not None:
             table.index = table.index.astype(str).str.strip()
     clean, report = clean_interactions(

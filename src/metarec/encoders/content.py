@@ -67,7 +67,7 @@ def render_texts(items: pd.DataFrame, template: str) -> list[str]:
     ['Up (2009)', 'Heat ()']
     """
     out = pd.Series([""] * len(items), index=items.index, dtype=object)
-    for literal, field, spec, conv in string.Formatter().parse(template):
+    for literal, field, _spec, _conv in string.Formatter().parse(template):
         out = out + literal
         if field is None:
             continue

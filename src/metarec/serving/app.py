@@ -354,9 +354,12 @@ def create_app(
         """Load another model directory, replay the store into it, then swap atomically:
         requests in flight finish on the old model, the next ones use the new."""
         new_dir = Path(body.model_dir)
-        if not (new_dir / "config.json").exists():
-            raise HTTPException(422, f"{new_dir}: not a model directory")
-        fresh = OnlineRecommender(load_model(new_dir), request.app.state.store)
+        try:
+            if not (new_dir / "config.json").is_file():
+                raise HTTPException(422, f"{new_dir}: not a model directory")
+            fresh = OnlineRecommender(load_model(new_dir), request.app.state.store)
+        except OSError as exc:  # an unreadable or impossible path is the caller's error
+            raise HTTPException(422, f"cannot read model directory: {exc.strerror}") from None
         request.app.state.online, request.app.state.info = fresh, _model_info(new_dir)
         return request.app.state.info
 

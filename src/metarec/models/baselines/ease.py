@@ -18,6 +18,22 @@ from metarec.errors import ConfigError
 from metarec.models.base import Queries, Scorer
 
 
+def ease_weights(matrix: sp.csr_matrix, l2: float) -> np.ndarray:
+    """EASE's item-item matrix ``B`` (float32, zero diagonal) for a binary user x item matrix.
+
+    >>> import scipy.sparse as sp
+    >>> b = ease_weights(sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1.0]])), l2=1.0)
+    >>> bool(b[0, 1] > 0 and b[0, 2] == 0 and b[1, 1] == 0)
+    True
+    """
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)  # (I, I)
+    gram[np.diag_indices_from(gram)] += l2
+    p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+    b = -p / np.diag(p)[None, :]
+    b[np.diag_indices_from(b)] = 0.0
+    return b.astype(np.float32)
+
+
 @dataclass
 class EASEConfig:
     """Attributes:
@@ -43,12 +59,7 @@ class EASEScorer(Scorer):
                 f"its limit is max_items={self.config.max_items}. Filter the catalogue "
                 "(--min-core) or use ials/itemknn"
             )
-        gram = (matrix.T @ matrix).toarray().astype(np.float64)  # (I, I)
-        gram[np.diag_indices_from(gram)] += self.config.l2
-        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-        b = -p / np.diag(p)[None, :]
-        b[np.diag_indices_from(b)] = 0.0
-        self.weights_ = b.astype(np.float32)
+        self.weights_ = ease_weights(matrix, self.config.l2)
 
     def _score(self, queries: Queries) -> np.ndarray:
         s = np.asarray(queries.history @ self.weights_)  # (n, I)

@@ -30,7 +30,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
@@ -38,6 +37,7 @@ from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
 from metarec.encoders.lexical import top_k_similarity
 from metarec.errors import ConfigError
+from metarec.models.baselines.ease import ease_weights
 from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,7 @@ class _Components:
                 "(EASE inverts a dense items x items matrix); filter with --min-core"
             )
         x = matrix[:, self.seen_idx]
-        gram = (x.T @ x).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += config.l2
-        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-        b = -p / np.diag(p)[None, :]
-        b[np.diag_indices_from(b)] = 0.0
-        self.ease = b.astype(np.float32)  # (W, W)
+        self.ease = ease_weights(x, config.l2)  # (W, W)
         nb = content_neighbours(vectors, self.seen, config.neighbours, config.neighbour_temperature)
         self.neighbours = nb[:, self.seen_idx].tocsr()  # (I, W)
         # Popularity: observed for warm items, predicted from content for the others.
