@@ -116,3 +116,34 @@ def test_retrain_from_the_store_learns_the_new_events(model_dir, tmp_path):
         assert c.post("/admin/reload", json={"model_dir": str(out)}, headers=KEY).status_code == 200
         # Two hundred new users took items 1 and 2 together: the retrained model knows it.
         assert rank_of_2() == 0 < before
+
+
+def test_hot_swap_under_load_fails_no_request(model_dir, tmp_path):
+    """Readers keep getting 200 while the model is swapped again and again."""
+    port = free_port()
+    proc = start_server(model_dir, f"sqlite:///{tmp_path / 'swap.db'}", port)
+    base = f"http://127.0.0.1:{port}"
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def read(worker: int) -> None:
+        with httpx.Client(base_url=base, timeout=10) as c:
+            k = 0
+            while not stop.is_set() and k < 5000:
+                statuses.append(c.get(f"/users/u{(worker * 31 + k) % 50:05d}/recommendations").status_code)
+                k += 1
+
+    readers = [threading.Thread(target=read, args=(w,)) for w in range(3)]
+    try:
+        for r in readers:
+            r.start()
+        with httpx.Client(base_url=base, headers=KEY, timeout=30) as admin:
+            for _ in range(5):
+                assert admin.post("/admin/reload", json={"model_dir": str(model_dir)}).status_code == 200
+    finally:
+        stop.set()
+        for r in readers:
+            r.join(timeout=30)
+        proc.kill()
+        proc.wait(timeout=10)
+    assert len(statuses) > 50 and set(statuses) == {200}
