@@ -1,22 +1,21 @@
 """Two-tower: a neural model whose item tower reads content, trained with ID dropout.
 
-Item ``i`` is ``c_i + f(c_i) + [i seen] * e_i`` with a bias ``b(c_i) + [i seen] * b_i``,
-where ``c_i`` is its content vector (from a pretrained encoder), ``f`` an MLP and ``e_i`` a
-free ID embedding. A user is ``p + g([p, mean_{j in H} e_j])`` with ``p = mean_{j in H} c_j``,
-normalised: the history given at query time, so users never seen in training are scored the
-same way as known ones (no user ids). Training shows the model a random half of each user's
-items and asks for the rest, with a softmax over the items seen in training (the multinomial
-likelihood of Mult-DAE, Liang et al., WWW 2018), and drops each item's ID embedding with
-probability ``id_dropout`` per batch, so that the content tower alone must rank items well (DropoutNet, Volkovs, Yu & Poutanen, NeurIPS 2017). A new item
-is therefore scored from its text alone, and improves once it has interactions and is
-retrained. Such an item (and, in training, one whose ID was dropped) borrows an ID
-embedding: the content-weighted mean of its nearest trained items' embeddings, so the
-collaborative knowledge of its look-alikes carries over (in the spirit of meta-learned
-cold-item embeddings, MetaEmb, Pan et al., SIGIR 2019, here without meta-learning).
-Both towers are residual and start as the identity (their last layer is zero),
-so the untrained model scores like content-kNN and training learns what to add. A second,
-lexical channel adds a learned weight times the TF-IDF cosine between the user's history and
-the item: exact tokens (brands, model numbers, names) that a sentence embedding blurs.
+Three channels score item ``i`` for a history ``H`` (given at query time, so users never
+seen in training are scored the same way as known ones; there are no user ids):
+
+- content: ``cos(p + g(p), c_i + f(c_i))`` times a learned scale, with ``c_i`` the item's
+  pretrained content vector, ``p`` the history's mean and ``f``, ``g`` residual MLPs whose
+  last layer starts at zero, so the untrained model scores like content-kNN;
+- collaborative (FISM-style): the mean of the history's "source" ID embeddings against the
+  item's "target" ID embedding, plus an ID bias. An item without a trained ID embedding (and,
+  in training, one whose ID was dropped with probability ``id_dropout``, as in DropoutNet,
+  Volkovs, Yu & Poutanen, NeurIPS 2017) borrows the content-weighted mean of its nearest
+  trained items' embeddings, so a new item is scored from its text alone;
+- lexical: a learned weight times the TF-IDF cosine between the history and the item.
+
+Training shows the model a random share of each user's items and asks for the rest, with a
+softmax over the items seen in training (the multinomial likelihood of Mult-DAE, Liang et
+al., WWW 2018), in the project's one training loop.
 
 Early stopping uses a validation split carved from the training data that mirrors both
 uses: held-out pairs of known items (warm) and held-out items never trained on (cold).
