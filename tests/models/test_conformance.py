@@ -158,3 +158,22 @@ def test_a_new_item_is_scored_from_its_text_at_once(name, board):
     assert np.isfinite(scores[:, new]).all()
     # Block-1 users (20..39) like it more than block-0 users do.
     assert scores[20:, new].mean() > scores[:20, new].mean()
+
+
+@pytest.mark.parametrize("name", CONTENT)
+def test_a_changed_text_counts_at_once(name, board):
+    """A red kettle re-described as a blue tent climbs in blue-tent users' rankings."""
+    data, _ = board
+    s = make_scorer(name, **SMALL_DATA_PARAMS.get(name, {})).fit(data)
+    from metarec.encoders import make_encoder
+
+    users = Queries(np.arange(20, 40), data.matrix()[20:])  # block-1 (blue tent) users
+
+    def rank_of_item_0() -> float:
+        scores = s.score(users)
+        return float((scores > scores[:, [0]]).sum(axis=1).mean())
+
+    before = rank_of_item_0()
+    text = "blue tent model 0"
+    s.update_items(np.array([0]), make_encoder(s.content_config()).encode([text]), [text])
+    assert rank_of_item_0() < before

@@ -126,3 +126,16 @@ def test_state_survives_a_restart_and_a_hot_swap(model_dir, tmp_path):
         swapped = c.post("/admin/reload", json={"model_dir": str(model_dir)}, headers=KEY)
         assert swapped.status_code == 200 and swapped.json()["model"] == "hybrid"
         assert ids(c.get("/users/v/recommendations?n=5")) == first
+
+
+def test_put_of_an_existing_item_with_a_new_text_re_encodes_it(client):
+    """Item i00003 re-described with i00020's text climbs in i00020's similar list."""
+
+    def rank_in_similar_of_20() -> int:
+        return ids(client.get("/items/i00020/similar?n=200")).index("i00003")
+
+    twin = client.get("/items/i00020").json()["attributes"]
+    before = rank_in_similar_of_20()
+    text = f"{twin['title']}. {twin['description']}"
+    assert client.put("/items/i00003", json={"text": text}, headers=KEY).status_code == 200
+    assert rank_in_similar_of_20() < before

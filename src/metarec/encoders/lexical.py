@@ -100,3 +100,19 @@ def top_k_similarity(item_lex: sp.csr_matrix, k: int, chunk: int = 2048) -> sp.c
     return sp.csr_matrix(
         (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
     )
+
+
+def top_k_similarity_rows(item_lex: sp.csr_matrix, rows: np.ndarray, k: int, n_cols: int) -> sp.csr_matrix:
+    """Rows ``rows`` of :func:`top_k_similarity` against the first ``n_cols`` items."""
+    block = (item_lex[rows] @ item_lex[:n_cols].T).toarray()  # (r, n_cols)
+    inside = rows < n_cols
+    block[np.flatnonzero(inside), rows[inside]] = 0.0
+    k = min(k, max(n_cols - 1, 0))
+    out = sp.lil_matrix((len(rows), n_cols), dtype=np.float32)
+    if k:
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        for i in range(len(rows)):
+            v = block[i, top[i]]
+            keep = v > 0
+            out[i, top[i][keep]] = v[keep]
+    return out.tocsr()

@@ -109,6 +109,7 @@ class TrainedModel:
     history: sp.csr_matrix
     path: Path | None = None
     _encoder: Any = None
+    _cache: Any = None
 
     def add_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
         """Make new items recommendable at once from their text (content scorers only).
@@ -124,17 +125,12 @@ class TrainedModel:
         dup = [i for i in item_ids if i in set(self.item_ids)]
         if dup:
             raise ConfigError(f"item id(s) already in the catalogue: {', '.join(dup[:5])}")
-        if self._encoder is None:
-            from metarec.encoders.content import make_encoder
-
-            self._encoder = make_encoder(self.scorer.content_config())
         from threadpoolctl import threadpool_limits
 
         # One item is small work: idle BLAS threads spinning after numpy calls would only
         # compete with torch's threads in the encoder (a 5x p99 difference on two cores).
         with threadpool_limits(1, "blas"):
-            vectors = self._encoder.encode(list(texts))
-            idx = self.scorer.add_items(vectors, list(texts))
+            idx = self.scorer.add_items(self._encode(texts), list(texts))
         self.item_ids = np.concatenate([self.item_ids, np.asarray(item_ids, dtype=object)])
         new_rows = pd.DataFrame(index=range(len(item_ids)), columns=self.items.columns)
         if self.scorer.config.template is None and "text" not in self.items.columns and len(self.items.columns):
@@ -142,6 +138,34 @@ class TrainedModel:
         self.items = pd.concat([self.items, new_rows], ignore_index=True)
         self.history = sp.hstack([self.history, sp.csr_matrix((self.history.shape[0], len(item_ids)))]).tocsr()
         return idx
+
+    def update_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
+        """Re-encode existing items whose text changed; scored from the new text at once."""
+        from threadpoolctl import threadpool_limits
+
+        from metarec.models.content import ContentScorer
+
+        if not isinstance(self.scorer, ContentScorer):
+            raise ConfigError(f"model {self.scorer.name!r} does not read item text")
+        idx = pd.Index(self.item_ids).get_indexer([str(i) for i in item_ids])
+        unknown = [i for i, j in zip(item_ids, idx) if j < 0]
+        if unknown:
+            raise ConfigError(f"unknown item id(s): {', '.join(map(str, unknown[:5]))}")
+        with threadpool_limits(1, "blas"):
+            self.scorer.update_items(idx, self._encode(texts), list(texts))
+        return idx
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """The model's own encoder (loaded once), through the embedding cache."""
+        from metarec.encoders.cache import EmbeddingCache, encode_cached
+
+        config = self.scorer.content_config()
+        if self._encoder is None:
+            from metarec.encoders.content import make_encoder
+
+            self._encoder = make_encoder(config)
+            self._cache = None if config.cache_dir == "none" else EmbeddingCache(config.cache_dir)
+        return encode_cached(self._encoder, list(texts), self._cache)
 
     def user_history(self, user_id: str) -> list[str]:
         """Item ids the user interacted with in training ([] for an unknown user)."""

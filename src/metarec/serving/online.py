@@ -120,13 +120,16 @@ class OnlineRecommender:
             self.store.upsert_item(item_id, text, attributes)
         category = str(attributes.get("category", attributes.get("genres", ""))).lower()
         with self.lock.write():
-            self.texts[item_id] = text
             if item_id in self.item_index:
                 i = self.item_index[item_id]
                 self.deleted[i] = False
                 if category:
                     self.categories[i] = category
+                if self.can_add_items and text and self.texts.get(item_id) != text:
+                    self.model.update_items([item_id], [text])  # a changed text counts at once
+                self.texts[item_id] = text
                 return False
+            self.texts[item_id] = text
             if not self.can_add_items:
                 return False
             (i,) = self.model.add_items([item_id], [text])

@@ -67,7 +67,26 @@ class ContentScorer(Scorer):
         self._added_items(len(vectors), texts)
         return np.arange(start, self.n_items_)
 
+    def update_items(self, indices: np.ndarray, vectors: np.ndarray, texts: list[str] | None = None) -> None:
+        """Replace the content of existing items (a changed text): scored from it at once."""
+        from metarec.encoders.base import normalize_rows
+
+        indices = np.asarray(indices, dtype=np.int64)
+        self.item_vectors_ = self.item_vectors_.copy()
+        self.item_vectors_[indices] = normalize_rows(np.atleast_2d(vectors))
+        self.has_content_ = self.has_content_.copy()
+        self.has_content_[indices] = True
+        if getattr(self, "lexical_encoder_", None) is not None and texts is not None:
+            lex = self.item_lexical_.tolil()
+            for row, new in zip(indices, self.lexical_encoder_.transform(texts)):
+                lex[row] = new
+            self.item_lexical_ = lex.tocsr()
+        self._updated_items(indices, texts)
+
     def _added_items(self, n: int, texts: list[str] | None = None) -> None:
+        """Hook for subclasses with per-item state."""
+
+    def _updated_items(self, indices: np.ndarray, texts: list[str] | None = None) -> None:
         """Hook for subclasses with per-item state."""
 
     def get_state(self) -> dict[str, np.ndarray]:

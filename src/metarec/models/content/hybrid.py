@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
-from metarec.encoders.lexical import top_k_similarity
+from metarec.encoders.lexical import top_k_similarity, top_k_similarity_rows
 from metarec.errors import ConfigError
 from metarec.models.baselines.ease import ease_weights
 from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours
@@ -169,14 +169,16 @@ class HybridScorer(ContentScorer):
             return np.zeros((n, self.n_items_), np.float32)
         sim = self.lexical_similarity_
         m = sim.shape[0]
+        lex = self.item_lexical_
         out = np.zeros((n, self.n_items_), np.float32)
         out[:, :m] = (h[:, :m] @ sim).toarray()
         if self.n_items_ > m:  # items added online: exact, they are few
-            lex = self.item_lexical_
-            prof = h @ lex
-            out[:, m:] = (prof @ lex[m:].T).toarray()
+            out[:, m:] = ((h @ lex) @ lex[m:].T).toarray()
             if h[:, m:].nnz:
                 out[:, :m] += (h[:, m:] @ lex[m:] @ lex[:m].T).toarray()
+        changed = getattr(self, "lexical_changed_", None)
+        if changed is not None and len(changed):  # texts changed online: their columns exact
+            out[:, changed] = ((h @ lex) @ lex[changed].T).toarray()
         return out
 
     def _combine(self, signals: np.ndarray, comp: _Components) -> np.ndarray:
@@ -261,6 +263,30 @@ class HybridScorer(ContentScorer):
         pred = new @ comp.popularity_map[:-1] + comp.popularity_map[-1]
         comp.popularity = np.concatenate([comp.popularity, pred.astype(np.float32)])
         comp.seen = seen_all
+
+    def _updated_items(self, indices: np.ndarray, texts: list[str] | None = None) -> None:
+        comp = self.components_
+        comp.projection = None
+        c = self.config
+        cold = indices[~comp.seen[indices]]
+        if len(cold):  # a new text gives new neighbours and a new popularity guess
+            nb = content_neighbours(self.item_vectors_, comp.seen, c.neighbours, c.neighbour_temperature, rows=cold)
+            rows = comp.neighbours.tolil()
+            for r, new in zip(cold, nb[:, comp.seen_idx]):
+                rows[r] = new
+            comp.neighbours = rows.tocsr()
+            comp.popularity = comp.popularity.copy()
+            comp.popularity[cold] = self.item_vectors_[cold] @ comp.popularity_map[:-1] + comp.popularity_map[-1]
+        if self.lexical_encoder_ is not None and texts is not None:
+            m = self.lexical_similarity_.shape[0]
+            fit_time = indices[indices < m]
+            if len(fit_time):  # rows: the item's new neighbours; columns: scored exactly
+                fresh = top_k_similarity_rows(self.item_lexical_, fit_time, c.lexical_neighbours, m)
+                sim = self.lexical_similarity_.tolil()
+                for r, new in zip(fit_time, fresh):
+                    sim[r] = new
+                self.lexical_similarity_ = sim.tocsr()
+                self.lexical_changed_ = np.union1d(getattr(self, "lexical_changed_", np.array([], dtype=np.int64)), fit_time)
 
     # --------------------------------------------------------------- saving
     def get_state(self) -> dict[str, np.ndarray]:

@@ -272,6 +272,20 @@ class TwoTowerScorer(ContentScorer):
             table.weight = torch.nn.Parameter(torch.cat([table.weight.data, torch.zeros(n, table.weight.shape[1])]))
         net.item_id_bias.weight = torch.nn.Parameter(torch.cat([net.item_id_bias.weight.data, torch.zeros(n, 1)]))
 
+    def _updated_items(self, indices: np.ndarray, texts: list[str] | None = None) -> None:
+        import torch
+
+        c = self.config
+        seen = self.net_.seen.numpy() > 0
+        self.net_.content[torch.from_numpy(indices)] = torch.from_numpy(self.item_vectors_[indices])
+        cold = indices[~seen[indices]]
+        if len(cold):
+            nb = content_neighbours(self.item_vectors_, seen, c.neighbours, c.neighbour_temperature, rows=cold)
+            rows = self.neighbours_.tolil()
+            for r, new in zip(cold, nb):
+                rows[r] = new
+            self.neighbours_ = rows.tocsr()
+
     # ------------------------------------------------------------------ saving
     def get_state(self) -> dict[str, np.ndarray]:
         net = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items() if k != "content"}
