@@ -80,39 +80,21 @@ def top_k_similarity(item_lex: sp.csr_matrix, k: int, chunk: int = 2048) -> sp.c
     by an item-kNN sum, without a sparse-sparse product per query.
     """
     n = item_lex.shape[0]
-    k = min(k, max(n - 1, 0))
-    t = item_lex.T.tocsr()
-    rows, cols, vals = [], [], []
-    for start in range(0, n, chunk):
-        block = (item_lex[start : start + chunk] @ t).toarray()  # (b, n)
-        b = block.shape[0]
-        block[np.arange(b), np.arange(start, start + b)] = 0.0
-        if k == 0:
-            continue
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        v = np.take_along_axis(block, top, axis=1)
-        keep = v > 0
-        rows.append(np.repeat(np.arange(start, start + b), k)[keep.ravel()])
-        cols.append(top.ravel()[keep.ravel()])
-        vals.append(v.ravel()[keep.ravel()])
-    if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    return sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
+    blocks = [top_k_similarity_rows(item_lex, np.arange(s, min(s + chunk, n)), k, n) for s in range(0, n, chunk)]
+    return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, 0), dtype=np.float32)
 
 
 def top_k_similarity_rows(item_lex: sp.csr_matrix, rows: np.ndarray, k: int, n_cols: int) -> sp.csr_matrix:
-    """Rows ``rows`` of :func:`top_k_similarity` against the first ``n_cols`` items."""
+    """Rows ``rows`` of :func:`top_k_similarity` against the first ``n_cols`` items: ``(len(rows), n_cols)``."""
+    rows = np.asarray(rows, dtype=np.int64)
     block = (item_lex[rows] @ item_lex[:n_cols].T).toarray()  # (r, n_cols)
     inside = rows < n_cols
     block[np.flatnonzero(inside), rows[inside]] = 0.0
     k = min(k, max(n_cols - 1, 0))
-    out = sp.lil_matrix((len(rows), n_cols), dtype=np.float32)
-    if k:
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        for i in range(len(rows)):
-            v = block[i, top[i]]
-            keep = v > 0
-            out[i, top[i][keep]] = v[keep]
-    return out.tocsr()
+    if k == 0 or len(rows) == 0:
+        return sp.csr_matrix((len(rows), n_cols), dtype=np.float32)
+    top = np.argpartition(-block, k - 1, axis=1)[:, :k]  # (r, k)
+    v = np.take_along_axis(block, top, axis=1)
+    keep = (v > 0).ravel()
+    r = np.repeat(np.arange(len(rows)), k)[keep]
+    return sp.csr_matrix((v.ravel()[keep].astype(np.float32), (r, top.ravel()[keep])), shape=(len(rows), n_cols))

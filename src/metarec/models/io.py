@@ -122,7 +122,8 @@ class TrainedModel:
 
         if not isinstance(self.scorer, ContentScorer):
             raise ConfigError(f"model {self.scorer.name!r} cannot score an item from its content; use hybrid or content-knn")
-        dup = [i for i in item_ids if i in set(self.item_ids)]
+        catalogue = set(self.item_ids)
+        dup = [i for i in item_ids if i in catalogue]
         if dup:
             raise ConfigError(f"item id(s) already in the catalogue: {', '.join(dup[:5])}")
         from threadpoolctl import threadpool_limits

@@ -130,12 +130,6 @@ class EventStore:
             yield from batch
             seq = batch[-1].seq or seq
 
-    def count_events(self) -> int:
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("SELECT COUNT(*) FROM events")
-            return int(cur.fetchone()[0])
-
     # ------------------------------------------------------------ items, users
     def upsert_item(self, item_id: str, text: str, attributes: dict[str, Any]) -> None:
         sql = (

@@ -77,10 +77,7 @@ class ContentScorer(Scorer):
         self.has_content_ = self.has_content_.copy()
         self.has_content_[indices] = True
         if getattr(self, "lexical_encoder_", None) is not None and texts is not None:
-            lex = self.item_lexical_.tolil()
-            for row, new in zip(indices, self.lexical_encoder_.transform(texts)):
-                lex[row] = new
-            self.item_lexical_ = lex.tocsr()
+            self.item_lexical_ = replace_rows(self.item_lexical_, indices, self.lexical_encoder_.transform(texts))
         self._updated_items(indices, texts)
 
     def _added_items(self, n: int, texts: list[str] | None = None) -> None:
@@ -110,6 +107,24 @@ class ContentScorer(Scorer):
                 (state["lex_data"], state["lex_indices"], state["lex_indptr"]), shape=tuple(state["lex_shape"])
             )
             self.lexical_encoder_ = LexicalEncoder(state["lex_idf"]) if "lex_idf" in state else None
+
+
+def replace_rows(matrix: sp.csr_matrix, rows: np.ndarray, new: sp.spmatrix) -> sp.csr_matrix:
+    """``matrix`` with ``rows`` replaced by the rows of ``new`` (same column count), in one pass.
+
+    >>> m = sp.csr_matrix(np.arange(6.0).reshape(3, 2))
+    >>> replace_rows(m, np.array([2, 0]), sp.csr_matrix([[9.0, 9.0], [0.0, 1.0]])).toarray().tolist()
+    [[0.0, 1.0], [2.0, 3.0], [9.0, 9.0]]
+    """
+    keep = np.ones(matrix.shape[0], dtype=bool)
+    keep[rows] = False
+    old = matrix.tocoo()
+    fresh = sp.coo_matrix(new)
+    mask = keep[old.row]
+    r = np.concatenate([old.row[mask], np.asarray(rows)[fresh.row]])
+    c = np.concatenate([old.col[mask], fresh.col])
+    v = np.concatenate([old.data[mask], fresh.data]).astype(matrix.dtype)
+    return sp.csr_matrix((v, (r, c)), shape=matrix.shape)
 
 
 def row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:

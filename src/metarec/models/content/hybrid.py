@@ -38,7 +38,7 @@ from metarec.encoders.content import ContentConfig
 from metarec.encoders.lexical import top_k_similarity, top_k_similarity_rows
 from metarec.errors import ConfigError
 from metarec.models.baselines.ease import ease_weights
-from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours
+from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours, replace_rows
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,7 @@ class HybridScorer(ContentScorer):
         cold = indices[~comp.seen[indices]]
         if len(cold):  # a new text gives new neighbours and a new popularity guess
             nb = content_neighbours(self.item_vectors_, comp.seen, c.neighbours, c.neighbour_temperature, rows=cold)
-            rows = comp.neighbours.tolil()
-            for r, new in zip(cold, nb[:, comp.seen_idx]):
-                rows[r] = new
-            comp.neighbours = rows.tocsr()
+            comp.neighbours = replace_rows(comp.neighbours, cold, nb[:, comp.seen_idx])
             comp.popularity = comp.popularity.copy()
             comp.popularity[cold] = self.item_vectors_[cold] @ comp.popularity_map[:-1] + comp.popularity_map[-1]
         if self.lexical_encoder_ is not None and texts is not None:
@@ -282,10 +279,7 @@ class HybridScorer(ContentScorer):
             fit_time = indices[indices < m]
             if len(fit_time):  # rows: the item's new neighbours; columns: scored exactly
                 fresh = top_k_similarity_rows(self.item_lexical_, fit_time, c.lexical_neighbours, m)
-                sim = self.lexical_similarity_.tolil()
-                for r, new in zip(fit_time, fresh):
-                    sim[r] = new
-                self.lexical_similarity_ = sim.tocsr()
+                self.lexical_similarity_ = replace_rows(self.lexical_similarity_, fit_time, fresh)
                 self.lexical_changed_ = np.union1d(getattr(self, "lexical_changed_", np.array([], dtype=np.int64)), fit_time)
 
     # --------------------------------------------------------------- saving

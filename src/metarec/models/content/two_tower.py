@@ -32,7 +32,13 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
-from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours, row_normalise
+from metarec.models.content.base import (
+    ContentScorer,
+    carve_validation,
+    content_neighbours,
+    replace_rows,
+    row_normalise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -281,10 +287,7 @@ class TwoTowerScorer(ContentScorer):
         cold = indices[~seen[indices]]
         if len(cold):
             nb = content_neighbours(self.item_vectors_, seen, c.neighbours, c.neighbour_temperature, rows=cold)
-            rows = self.neighbours_.tolil()
-            for r, new in zip(cold, nb):
-                rows[r] = new
-            self.neighbours_ = rows.tocsr()
+            self.neighbours_ = replace_rows(self.neighbours_, cold, nb)
 
     # ------------------------------------------------------------------ saving
     def get_state(self) -> dict[str, np.ndarray]:
