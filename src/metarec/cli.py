@@ -261,7 +261,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     params = _model_params(args.param, models)
     data = _load(args)
     with _progress(len(seeds) * len(models), f"{args.protocol}") as step:
-        results = evaluate(data, args.protocol, models, seeds=seeds, cutoffs=cutoffs, params=params, progress=step)
+        results = evaluate(data, args.protocol, models, seeds=seeds, cutoffs=cutoffs, params=params, progress=step,
+                           negatives=args.negatives)  # fmt: skip
     for table in rich_tables(results):
         _console().print(table)
     report = write_report(results, args.out, title=f"metarec evaluate: {data.name}")
@@ -344,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--seeds", help="comma-separated seeds; values are means over them")
     ev.add_argument("--cutoffs", default="5,10,20")
+    ev.add_argument("--negatives", type=int, default=4,
+                    help="task metrics (models that predict tasks): sampled negatives per held-out pair")  # fmt: skip
     ev.add_argument("--param", action="append", help="model.name=value, e.g. ease.l2=300 (repeatable)")
     ev.add_argument("--out", default="metarec-eval", help="output directory")
     ev.set_defaults(func=cmd_evaluate)

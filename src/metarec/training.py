@@ -81,15 +81,18 @@ def resolve_device(name: str) -> Any:
     return torch.device(name)
 
 
-def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+def _to_device(batch: Any, device: Any) -> Any:
+    """Numpy arrays become tensors; tensors (and objects with a ``to(device)`` method) move to
+    ``device``; in dicts, tuples and lists."""
     import torch
 
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, np.ndarray):
-            v = torch.from_numpy(v)
-        out[k] = v.to(device) if isinstance(v, torch.Tensor) else v
-    return out
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    if isinstance(batch, np.ndarray):
+        batch = torch.from_numpy(batch)
+    return batch.to(device) if hasattr(batch, "to") else batch  # tensors, and objects of tensors
 
 
 def train(

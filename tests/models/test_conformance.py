@@ -20,6 +20,10 @@ FAST = {
     "content-knn": {"encoder": "hashing-64"},
     "hybrid": {"encoder": "hashing-64"},
     "two-tower": {"encoder": "hashing-64", "epochs": 4},
+    "multitask": {"encoder": "hashing-64", "epochs": 3},
+    "singletask": {"encoder": "hashing-64", "epochs": 3},
+    "finetune": {"encoder": "hashing-64", "epochs": 3},
+    "meta": {"encoder": "hashing-64", "epochs": 3, "meta_epochs": 2},
 }
 
 
@@ -31,6 +35,10 @@ def make_scorer(name, **params):
 SMALL_DATA_PARAMS = {
     "bpr": {"learning_rate": 0.05, "iterations": 300, "fold_in_l2": 1.0},
     "two-tower": {"epochs": 30, "validation_users": 0.0},
+    "multitask": {"epochs": 150, "batch_size": 256, "validation": 0.0},
+    "singletask": {"epochs": 150, "batch_size": 256, "validation": 0.0},
+    "finetune": {"epochs": 150, "batch_size": 256, "validation": 0.0},
+    "meta": {"epochs": 150, "batch_size": 256, "validation": 0.0, "meta_epochs": 5},
 }
 
 

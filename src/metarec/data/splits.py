@@ -58,24 +58,29 @@ class QuerySet:
 
 @dataclass
 class Split:
-    """A training set and the query sets it is evaluated on."""
+    """A training set and the query sets it is evaluated on.
+
+    ``test`` holds the held-out interactions themselves (events and values), for pointwise
+    task metrics, where the protocol holds out whole events (holdout, temporal, leave-last).
+    """
 
     protocol: str
     seed: int
     train: Dataset
     query_sets: list[QuerySet]
+    test: pd.DataFrame | None = None
 
 
 def _pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     return users.astype(np.int64) * n_items + items.astype(np.int64)
 
 
-def _train_without_pairs(data: Dataset, users: np.ndarray, items: np.ndarray) -> Dataset:
-    """``data`` minus every event of the given (user, item) pairs."""
+def _train_without_pairs(data: Dataset, users: np.ndarray, items: np.ndarray) -> tuple[Dataset, pd.DataFrame]:
+    """``data`` minus every event of the given (user, item) pairs, and those events."""
     inter = data.interactions
     keys = _pair_keys(inter["user"].to_numpy(), inter["item"].to_numpy(), data.n_items)
     drop = np.isin(keys, _pair_keys(users, items, data.n_items))
-    return data.subset(~drop)
+    return data.subset(~drop), inter.loc[drop].reset_index(drop=True)
 
 
 def _warm_queries(
@@ -112,8 +117,8 @@ def holdout(data: Dataset, seed: int, test_fraction: float = 0.25) -> Split:
     n_train = np.floor(n * (1 - test_fraction) + 0.5).astype(int)
     test = pairs[pairs["rank"] > n_train]
     u, i = test["user"].to_numpy(), test["item"].to_numpy()
-    train = _train_without_pairs(data, u, i)
-    return Split("holdout", seed, train, _warm_queries(train, u, i))
+    train, held_out = _train_without_pairs(data, u, i)
+    return Split("holdout", seed, train, _warm_queries(train, u, i), held_out)
 
 
 def _require_time(data: Dataset, protocol: str) -> None:
@@ -133,7 +138,7 @@ def temporal(data: Dataset, seed: int, test_fraction: float = 0.2) -> Split:
     test = inter.loc[is_test]
     return Split(
         "temporal", seed, train,
-        _warm_queries(train, test["user"].to_numpy(), test["item"].to_numpy()),
+        _warm_queries(train, test["user"].to_numpy(), test["item"].to_numpy()), test.reset_index(drop=True),
     )  # fmt: skip
 
 
@@ -160,8 +165,8 @@ def leave_last(data: Dataset, seed: int) -> Split:
     n_items = df.groupby("user")["item"].nunique()
     last = last[last["user"].map(n_items).to_numpy() >= 2]  # someone to learn from
     u, i = last["user"].to_numpy(), last["item"].to_numpy()
-    train = _train_without_pairs(data, u, i)
-    return Split("leave-last", seed, train, _warm_queries(train, u, i))
+    train, held_out = _train_without_pairs(data, u, i)
+    return Split("leave-last", seed, train, _warm_queries(train, u, i), held_out)
 
 
 def cold_user(

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from metarec.data.dataset import Dataset
-from metarec.data.splits import QuerySet, make_split
-from metarec.evaluation.metrics import coverage, ranking_metrics
+from metarec.data.queries import Queries
+from metarec.data.splits import QuerySet, Split, make_split
+from metarec.data.tasks import task_labels
+from metarec.evaluation.metrics import auc, coverage, log_loss, mae, ranking_metrics, rmse
 from metarec.models.base import Scorer
 from metarec.models.registry import make_scorer
 from metarec.ranking import top_k
@@ -31,6 +33,8 @@ from metarec.ranking import top_k
 log = logging.getLogger(__name__)
 
 DEFAULT_CUTOFFS = (5, 10, 20)
+#: Sampled non-interacted items per held-out pair in pointwise task metrics.
+DEFAULT_NEGATIVES = 4
 #: Score matrices are built a batch of users at a time, about this many cells at most.
 BATCH_CELLS = 32_000_000
 
@@ -128,6 +132,56 @@ def evaluate_query_set(
     return means, users
 
 
+def evaluate_tasks(scorer: Scorer, split: Split, seed: int, negatives: int = DEFAULT_NEGATIVES) -> list[dict[str, Any]]:
+    """Pointwise metrics per task for a scorer that predicts tasks (``predict_tasks``).
+
+    The examples are the held-out (user, item) pairs the user has no training pair with,
+    labelled per task from their held-out events (a held-out pair without the task's event is
+    a negative: viewed, not bought),
+    plus ``negatives`` items per pair drawn uniformly from the catalogue among those the user
+    has no pair with (in training or test); the user's training history is the context.
+    Binary tasks give ``AUC[t]`` and ``LogLoss[t]``, regression tasks ``RMSE[t]`` and ``MAE[t]``
+    over the held-out pairs that carry a value. Rows: ``{metric, value, users, positives}``.
+    """
+    if split.test is None or not len(split.test) or not hasattr(scorer, "predict_tasks"):
+        return []
+    train, test = split.train, split.test
+    n_items = train.n_items
+    tr = train.pairs()
+    train_keys = tr["user"].to_numpy(np.int64) * n_items + tr["item"].to_numpy(np.int64)
+    # As in ranking, a held-out pair the user already has in training is not a prediction
+    # about a new pair (a later purchase of an item viewed in training): it is left out.
+    test = test[~np.isin(test["user"].to_numpy(np.int64) * n_items + test["item"].to_numpy(np.int64), train_keys)]
+    pairs = test[["user", "item"]].drop_duplicates().sort_values(["user", "item"]).reset_index(drop=True)
+    pu, pi = pairs["user"].to_numpy(np.int64), pairs["item"].to_numpy(np.int64)
+    known = np.union1d(train_keys, pu * n_items + pi)
+    rng = np.random.default_rng(seed)
+    nu = np.repeat(pu, negatives)
+    ni = rng.integers(0, n_items, len(nu))
+    ok = ~np.isin(nu * n_items + ni, known)
+    nu, ni = nu[ok], ni[ok]
+    users = np.unique(pu)
+    queries = Queries(users, train.matrix()[users])
+    all_u, all_i = np.concatenate([pu, nu]), np.concatenate([pi, ni])
+    preds = scorer.predict_tasks(queries, np.searchsorted(users, all_u), all_i)
+    rows = []
+    for task in scorer.tasks:
+        lab = task_labels(test, task)
+        key = lab["user"].to_numpy(np.int64) * n_items + lab["item"].to_numpy(np.int64)
+        pos = np.searchsorted(pu * n_items + pi, key)  # pairs are sorted by (user, item)
+        p = preds[task.name]
+        if task.kind == "binary":
+            y = np.zeros(len(all_u))
+            y[pos] = 1.0
+            metrics = {f"AUC[{task.name}]": auc(y, p), f"LogLoss[{task.name}]": log_loss(y, p)}
+        else:
+            y, q = lab["label"].to_numpy(), p[pos]
+            metrics = {f"RMSE[{task.name}]": rmse(y, q), f"MAE[{task.name}]": mae(y, q)} if len(y) else {}
+        for metric, value in metrics.items():
+            rows.append({"metric": metric, "value": value, "users": len(users), "positives": len(key)})
+    return rows
+
+
 def evaluate(
     data: Dataset,
     protocol: str,
@@ -136,6 +190,7 @@ def evaluate(
     cutoffs: Sequence[int] = DEFAULT_CUTOFFS,
     params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
+    negatives: int = DEFAULT_NEGATIVES,
 ) -> Results:
     """Train and evaluate ``models`` on ``data`` under ``protocol`` for each seed.
 
@@ -143,10 +198,12 @@ def evaluate(
         models: registered model names (see :data:`metarec.models.MODELS`).
         params: per-model parameter overrides, ``{"ease": {"l2": 300}}``.
         progress: called with a short description after each model/seed step.
+        negatives: sampled negatives per held-out pair in task metrics (:func:`evaluate_tasks`).
     """
     params = params or {}
     per_seed: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    positives: dict[tuple, list[int]] = defaultdict(list)
     for seed in seeds:
         split = make_split(data, protocol, seed)
         for name in models:
@@ -158,6 +215,9 @@ def evaluate(
                 means, users = evaluate_query_set(scorer, qs, cutoffs, seed)
                 for metric, value in means.items():
                     per_seed[(name, qs.segment, qs.support, metric)].append((value, users))
+            for row in evaluate_tasks(scorer, split, seed, negatives):
+                per_seed[(name, "pointwise", None, row["metric"])].append((row["value"], row["users"]))
+                positives[(name, row["metric"])].append(row["positives"])
             t2 = time.perf_counter()
             timings[name]["fit_s"] += (t1 - t0) / len(seeds)
             timings[name]["evaluate_s"] += (t2 - t1) / len(seeds)
@@ -179,6 +239,9 @@ def evaluate(
                 "seeds": len(v),
             }
         )
+        if segment == "pointwise":
+            rows[-1]["positives"] = int(round(np.mean(positives[(model, metric)])))
+            rows[-1]["negatives_per_pair"] = negatives
     return Results(
         dataset=data.name,
         protocol=protocol,

@@ -32,7 +32,10 @@ def _fmt(value: float, std: float | None) -> str:
 
 
 def summary_tables(results: Results, metrics: Sequence[str] = TABLE_METRICS) -> list[tuple[str, pd.DataFrame]]:
-    """One (title, table) per (segment, support): models as rows, metrics as columns."""
+    """One (title, table) per (segment, support): models as rows, metrics as columns.
+
+    The ``pointwise`` segment (task metrics: ``AUC[buy]``, ``RMSE[rating]``, ...) shows all its metrics.
+    """
     df = results_frame(results)
     if df.empty:
         return []
@@ -40,10 +43,13 @@ def summary_tables(results: Results, metrics: Sequence[str] = TABLE_METRICS) -> 
     keys = df[["segment", "support"]].drop_duplicates()
     for seg, sup in keys.itertuples(index=False):
         part = df[(df["segment"] == seg) & ((df["support"] == sup) if pd.notna(sup) else df["support"].isna())]
-        part = part[part["metric"].isin(metrics)]
+        wanted = list(pd.unique(part["metric"])) if seg == "pointwise" else list(metrics)
+        part = part[part["metric"].isin(wanted)]
+        if part.empty:
+            continue
         cell = part.apply(lambda r: _fmt(r["value"], r["std"]), axis=1)
         table = part.assign(cell=cell).pivot(index="model", columns="metric", values="cell")
-        table = table[[m for m in metrics if m in table.columns]]
+        table = table[[m for m in wanted if m in table.columns]]
         users = part.groupby("model")["users"].first()
         table.insert(0, "users", users)
         table = table.reindex(pd.unique(part["model"]))

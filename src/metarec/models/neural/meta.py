@@ -1,0 +1,348 @@
+"""``meta`` and ``finetune``: a new user personalised from a handful of interactions.
+
+Both start from the multi-task network (:mod:`metarec.models.neural.multitask`) trained on
+the warm users, and both adapt a per-user offset ``delta`` of the user vector at request
+time, in a few gradient steps on the user's history (the support set: its items are
+positives, ``negatives`` random items per item are negatives, and the loss is the
+"interacted" likelihood of the retrieval score plus the heads of tasks that every
+interaction implies, such as ``rated``):
+
+- ``finetune`` — plain transfer learning: ``delta`` starts at zero and takes ``inner_steps``
+  SGD steps of rate ``inner_lr``.
+- ``meta`` — users as tasks (MAML, Finn et al. ICML 2017; MeLU, Lee et al. KDD 2019): the
+  network is further meta-trained on episodes built from training users (a support of 1 to
+  ``max_support`` of their pairs, in time order, and a query of up to ``query_size`` later
+  pairs plus negatives). The inner loop adapts ``delta`` from a learned initialisation with
+  learned per-dimension rates (Meta-SGD, Li et al. 2017); the outer loop trains everything
+  on the query loss after adaptation, through the inner steps (second order) or not
+  (``first_order``). The inner loop is ``torch.func.vmap`` over users of
+  ``torch.func.grad`` of one user's support loss, so a batch adapts in one vectorised call.
+
+In meta-training the users' ids are hidden (they are cold at test time) and their history is
+the support set, exactly as a new user's request looks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from metarec.data.dataset import Dataset
+from metarec.data.queries import Queries
+from metarec.models.neural.multitask import MultiTaskConfig, MultiTaskScorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MetaConfig(MultiTaskConfig):
+    """Attributes (besides :class:`MultiTaskConfig`'s, which train the starting network):
+    inner_steps, inner_lr: adaptation steps and (initial) rate.
+    max_adapt: at most this many history items (the most recent) adapt a user.
+    meta_epochs, meta_batch: meta-training epochs and users per episode batch (``meta`` only).
+    max_support, query_size: support sizes 1..max_support; query pairs per episode.
+    meta_lr: outer learning rate.
+    first_order: skip the second-order terms (faster, usually a little worse).
+    meta_sgd: learn per-dimension inner rates (else the fixed ``inner_lr``).
+    """
+
+    inner_steps: int = 3
+    inner_lr: float = 0.1
+    max_adapt: int = 50
+    meta_epochs: int = 10
+    meta_batch: int = 32
+    max_support: int = 20
+    query_size: int = 20
+    meta_lr: float = 1e-3
+    first_order: bool = False
+    meta_sgd: bool = True
+
+
+def _adapter(net, dim: int, config: MetaConfig):
+    import torch
+    from torch import nn
+
+    class Adapter(nn.Module):
+        """The learned initialisation and inner rates of ``delta``, around the network."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.delta0 = nn.Parameter(torch.zeros(dim))
+            self.log_lr = nn.Parameter(torch.full((dim,), float(np.log(config.inner_lr))), requires_grad=config.meta_sgd)
+
+    return Adapter()
+
+
+def _implied(tasks, event_types: list[str]) -> list[str]:
+    """Binary tasks that any interaction implies (``rated`` for ratings)."""
+    return [t.name for t in tasks if t.kind == "binary" and t.min_value is None and set(event_types) <= set(t.events)]
+
+
+class FinetuneScorer(MultiTaskScorer):
+    """The multi-task network, fine-tuned on each user's history at request time."""
+
+    name = "finetune"
+    Config = MetaConfig
+    meta = False
+
+    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        import torch
+
+        super()._fit(data, matrix)
+        net = self.nets_[0]
+        self.implied_ = _implied(net.tasks, data.event_types)
+        self.adapter_ = _adapter(net, self.config.dim, self.config)
+        if self.meta:
+            self._meta_train(data)
+        with torch.no_grad():
+            if not self.meta:
+                self.adapter_.log_lr.fill_(float(np.log(self.config.inner_lr)))
+        self.adapter_.eval()
+
+    # ---------------------------------------------------------------- adaptation
+    def adapt(self, u, sup_v, sup_b, sup_y, sup_w, create_graph: bool = False):
+        """Adapted user vectors ``(B, dim)`` from ``u (B, dim)`` and a support of ``S`` pairs
+        per user: item vectors ``sup_v (B, S, dim)``, retrieval biases ``sup_b (B, S)``,
+        labels ``sup_y (B, S)`` and weights ``sup_w (B, S)`` (0 = padding)."""
+        import torch
+        from torch.func import grad, vmap
+
+        net, ad = self.nets_[0], self.adapter_
+        heads = list(self.implied_)
+
+        def support_loss(delta, u1, v1, b1, y1, w1):  # one user: (d,), (S, d), (S,), (S,), (S,)
+            uu = (u1 + delta).expand(v1.shape[0], -1)
+            r = (uu * v1).sum(-1) + b1
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(r, y1, reduction="none")
+            if heads:
+                out = net.heads(uu, v1)
+                for name in heads:
+                    logp = out[name].clamp(max=-1e-6)
+                    bce = bce - (y1 * logp + (1 - y1) * torch.log(-torch.expm1(logp)))
+            return (bce * w1).sum() / w1.sum().clamp(min=1.0)
+
+        step = vmap(grad(support_loss), in_dims=(0, 0, 0, 0, 0, 0), randomness="same")
+        delta = ad.delta0.expand(u.shape[0], -1) if self.meta else torch.zeros_like(u)
+        lr = ad.log_lr.exp()
+        for _ in range(self.config.inner_steps):
+            g = step(delta, u, sup_v, sup_b, sup_y, sup_w)
+            if not create_graph:
+                g = g.detach()
+            delta = delta - lr * g
+        return u + delta
+
+    def _support(self, history: sp.csr_matrix, rng: np.random.Generator):
+        """Support tensors for each history row: its (most recent ``max_adapt``) items as
+        positives and ``negatives`` random trained items each as negatives, padded."""
+        c = self.config
+        rows = []
+        width = 0
+        for r in range(history.shape[0]):
+            items = history.indices[history.indptr[r] : history.indptr[r + 1]][-c.max_adapt :]
+            neg = self._trained_items[rng.integers(0, len(self._trained_items), len(items) * c.negatives)]
+            neg = neg[~np.isin(neg, items)]
+            rows.append((items, neg))
+            width = max(width, len(items) + len(neg))
+        b = len(rows)
+        idx = np.zeros((b, max(width, 1)), dtype=np.int64)
+        y = np.zeros((b, max(width, 1)), dtype=np.float32)
+        w = np.zeros((b, max(width, 1)), dtype=np.float32)
+        for r, (items, neg) in enumerate(rows):
+            k = len(items) + len(neg)
+            idx[r, :k] = np.concatenate([items, neg])
+            y[r, : len(items)] = 1.0
+            w[r, :k] = 1.0
+        return idx, y, w
+
+    def _adapted_users(self, queries: Queries, create_graph: bool = False):
+        import torch
+
+        from metarec.models.neural.network import History
+
+        net = self.nets_[0]
+        rng = np.random.default_rng(self.config.seed)
+        u = net.users(torch.from_numpy(queries.users), History.build(queries.history))
+        idx, y, w = self._support(queries.history, rng)
+        if not w.any():
+            return u
+        v, b = net.items(torch.from_numpy(idx.reshape(-1)))
+        shape = idx.shape
+        with torch.enable_grad():
+            return self.adapt(u, v.reshape(*shape, -1), b.reshape(shape), torch.from_numpy(y), torch.from_numpy(w),
+                              create_graph).detach()  # fmt: skip
+
+    def _score(self, queries: Queries) -> np.ndarray:
+        import torch
+
+        net = self.nets_[0]
+        net.eval()
+        u = self._adapted_users(queries)
+        n_items = self.n_items_
+        scores = np.zeros((len(queries), n_items), dtype=np.float32)
+        with torch.no_grad():
+            v, _ = net.items(torch.arange(n_items))
+            step = max(1, 131072 // n_items)
+            for s in range(0, len(queries), step):
+                ub = u[s : s + step]
+                uu = ub[:, None, :].expand(-1, n_items, -1).reshape(-1, u.shape[1])
+                out = net.heads(uu, v.repeat(len(ub), 1))
+                business = torch.zeros(len(uu))
+                for t in net.tasks:
+                    wt = self.rank_by_.get(t.name, 0.0)
+                    if wt:
+                        business += wt * (out[t.name].exp() if t.kind == "binary" else out[t.name])
+                scores[s : s + len(ub)] = business.reshape(len(ub), -1).numpy()
+        return scores
+
+    def predict_tasks(self, queries: Queries, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Task predictions with each user adapted to their history first."""
+        import torch
+
+        net = self.nets_[0]
+        net.eval()
+        u = self._adapted_users(queries)
+        rows = np.asarray(rows, dtype=np.int64)
+        out: dict[str, list] = {t.name: [] for t in net.tasks}
+        with torch.no_grad():
+            for s in range(0, len(rows), 65536):
+                sl = slice(s, s + 65536)
+                v, _ = net.items(torch.from_numpy(np.asarray(items[sl], dtype=np.int64)))
+                for t, val in zip(net.tasks, net.heads(u[torch.from_numpy(rows[sl])], v).values(), strict=True):
+                    out[t.name].append((val.exp() if t.kind == "binary" else val).numpy())
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    # ------------------------------------------------------------- meta-training
+    def _meta_train(self, data: Dataset) -> None:
+        import torch
+
+        from metarec.training import TrainConfig, train
+
+        c = self.config
+        net = self.nets_[0]
+        inter = data.interactions
+        pairs = (
+            pd.DataFrame({"user": inter["user"], "item": inter["item"], "t": inter["timestamp"], "seq": np.arange(len(inter))})
+            .sort_values(["user", "t", "seq"], kind="stable").drop_duplicates(["user", "item"])
+        )  # fmt: skip
+        labels = self._labels(data)
+        lookup = pd.Series(np.arange(len(labels["keys"])), index=labels["keys"])
+        by_user = {u: g["item"].to_numpy(np.int64) for u, g in pairs.groupby("user")}
+        users = np.array([u for u, items in by_user.items() if len(items) >= 6])
+        rng_val = np.random.default_rng(c.seed + 2)
+        val_users = rng_val.choice(users, size=min(len(users) // 10, 100), replace=False)
+        train_users = np.setdiff1d(users, val_users)
+        n_tasks = len(net.tasks)
+
+        def episode(batch_users: np.ndarray, n: int, r: np.random.Generator):
+            sup_rows, qry_u, qry_i, qry_y, qry_pos = [], [], [], [], []
+            for k, u in enumerate(batch_users):
+                items = by_user[u]
+                sup_rows.append(items[:n])
+                q = items[n:]
+                q = q[r.permutation(len(q))[: c.query_size]]
+                neg = self._trained_items[r.integers(0, len(self._trained_items), len(q) * c.negatives)]
+                neg = neg[~np.isin(neg, items)]
+                y = np.vstack([labels["values"][lookup[u * self.n_items_ + q].to_numpy()],
+                               self._negative_labels(net.tasks, len(neg))])  # fmt: skip
+                qry_u.append(np.full(len(q) + len(neg), k))
+                qry_i.append(np.concatenate([q, neg]))
+                qry_y.append(y)
+                qry_pos.append(np.arange(len(q) + len(neg)) < len(q))
+            hist = Queries.from_histories(np.full(len(batch_users), -1), sup_rows, self.n_items_).history
+            return (hist, np.concatenate(qry_u), np.concatenate(qry_i), np.vstack(qry_y).reshape(-1, n_tasks),
+                    np.concatenate(qry_pos).astype(np.float32))  # fmt: skip
+
+        scorer = self
+
+        class Episodes(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.adapter = scorer.adapter_
+
+            def loss(self, batch):
+                from metarec.models.neural.network import History
+
+                hist, qu, qi, qy = batch["support"], batch["qu"], batch["qi"], batch["qy"]
+                u = net.users(torch.full((hist.shape[0],), -1), History.build(hist))
+                idx, y, w = scorer._support(hist, batch["rng"])
+                v, b = net.items(torch.from_numpy(idx.reshape(-1)))
+                adapted = scorer.adapt(u, v.reshape(*idx.shape, -1), b.reshape(idx.shape), torch.from_numpy(y),
+                                       torch.from_numpy(w), create_graph=not c.first_order)  # fmt: skip
+                qv, qb = net.items(qi)
+                losses, retrieval = net.losses(adapted[qu], qv, qb, qy, batch["any"])
+                total = retrieval + sum(losses.values())
+                return {"loss": total, **{f"loss[{k}]": v.detach() for k, v in losses.items()}}
+
+        def batches(r: np.random.Generator):
+            order = r.permutation(train_users)
+            for s in range(0, len(order), c.meta_batch):
+                n = int(r.integers(1, c.max_support + 1))
+                batch_users = np.array([u for u in order[s : s + c.meta_batch] if len(by_user[u]) >= n + 5])
+                if len(batch_users) == 0:
+                    continue
+                hist, qu, qi, qy, is_pos = episode(batch_users, n, r)
+                yield {"support": hist, "qu": qu, "qi": qi, "qy": qy, "any": is_pos,
+                       "rng": np.random.default_rng(int(r.integers(1 << 31)))}  # fmt: skip
+
+        val_sets = []
+        for n in (1, 5, 10):
+            vu = np.array([u for u in val_users if len(by_user[u]) >= n + 5])
+            if len(vu):
+                hist = Queries.from_histories(vu, [by_user[u][:n] for u in vu], self.n_items_).history
+                rel = Queries.from_histories(vu, [by_user[u][n:] for u in vu], self.n_items_).history
+                val_sets.append((Queries(np.full(len(vu), -1), hist), rel))
+
+        def validate(_episodes) -> float:
+            """Mean NDCG@10 over held-out training users at support 1, 5 and 10."""
+            from metarec.evaluation.metrics import ranking_metrics
+            from metarec.ranking import top_k
+
+            out = []
+            for q, rel in val_sets:
+                s = self._score(q)
+                s[q.history.nonzero()] = np.nan
+                top = top_k(s, 10)
+                hits = np.take_along_axis(rel.toarray() > 0, top, axis=1)
+                out.append(float(ranking_metrics(hits, rel.getnnz(axis=1), (10,))["NDCG@10"].mean()))
+            return float(np.mean(out))
+
+        # No dropout inside the inner loop (one random mask would serve a whole vmap): the
+        # pretrained network's dropout has done its work; the episode users' ids are hidden.
+        for m in net.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        cfg = TrainConfig(epochs=c.meta_epochs, lr=c.meta_lr, patience=c.patience, device="cpu", seed=c.seed)
+        self.meta_training_ = train(Episodes(), batches, validate if val_sets else None, cfg)
+        log.info("meta: best epoch %d, validation NDCG@10 %.4f", self.meta_training_.best_epoch, self.meta_training_.best_score)
+
+    # ------------------------------------------------------------------ saving
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = super().get_state()
+        state["adapter.delta0"] = self.adapter_.delta0.detach().numpy()
+        state["adapter.log_lr"] = self.adapter_.log_lr.detach().numpy()
+        state["implied_json"] = np.frombuffer(",".join(self.implied_).encode() or b" ", dtype=np.uint8).copy()
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        import torch
+
+        super().set_state(state)
+        self.adapter_ = _adapter(self.nets_[0], self.config.dim, self.config)
+        with torch.no_grad():
+            self.adapter_.delta0.copy_(torch.from_numpy(np.array(state["adapter.delta0"])))
+            self.adapter_.log_lr.copy_(torch.from_numpy(np.array(state["adapter.log_lr"])))
+        text = bytes(np.asarray(state["implied_json"], dtype=np.uint8)).decode().strip()
+        self.implied_ = [t for t in text.split(",") if t]
+        self._trained_items = np.flatnonzero(self.known_items_)
+
+
+class MetaScorer(FinetuneScorer):
+    """The multi-task network meta-trained to adapt to a new user in a few steps."""
+
+    name = "meta"
+    meta = True

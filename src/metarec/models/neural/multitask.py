@@ -1,0 +1,486 @@
+"""``multitask`` and ``singletask``: one network that learns every task at once, and the same
+network trained once per task, so that a comparison is one command.
+
+Training examples are the training data's distinct (user, item) pairs, labelled for every
+task (:mod:`metarec.data.tasks`: 1/0 for binary tasks, the value for regression tasks, no
+label where a pair has no rating), plus ``negatives`` items per pair drawn at random from
+the items seen in training, afresh each epoch (0 for binary tasks, no label for regression). A pair's own
+item is removed from the user's history when it is the target, as it would be at test time.
+A seeded ``validation`` share of the pairs (with fixed sampled negatives) is held out for
+early stopping on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
+regression). Training runs in :func:`metarec.training.train`, the project's one loop.
+
+Task losses are combined with fixed weights or learned uncertainty weights (Kendall, Gal &
+Cipolla, CVPR 2018: ``exp(-s_t) L_t + s_t / 2`` for binary tasks, half of the first term for
+regression); the weights ``exp(-s_t)`` are logged per epoch in ``training_.history``.
+
+Ranking uses a business score, ``sum_t w_t * P_t`` over binary tasks (``rank_by``). Catalogues
+of more than ``full_rank`` candidates are first cut to ``rerank`` items per user by the
+network's retrieval score ``<u, v>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from metarec.data.dataset import Dataset
+from metarec.data.queries import Queries
+from metarec.data.tasks import Task, resolve_tasks, task_labels
+from metarec.encoders.content import ContentConfig, item_content
+from metarec.errors import ConfigError
+from metarec.models.content.base import ContentScorer
+from metarec.models.neural.features import Attributes, item_attributes, user_attributes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MultiTaskConfig(ContentConfig):
+    """Attributes (besides :class:`~metarec.encoders.ContentConfig`'s, used when items have text):
+    tasks: a task spec (:func:`metarec.data.tasks.parse_tasks`); default: from the event types.
+    architecture: ``mmoe``, ``ple`` (MMoE plus one expert per task) or ``shared-bottom``.
+    dim, hidden, experts, dropout: sizes of the network.
+    id_dropout: probability of replacing a user or item id by the unknown embedding in training.
+    funnel: ``parent>child`` pairs, e.g. ``pv>buy``: P(child) = P(parent) P(child | parent) (ESMM).
+    weighting: ``uncertainty`` (learned) or ``fixed`` (``task_weights``).
+    task_weights: fixed weights, e.g. ``buy=2,pv=0.5`` (default 1 each).
+    rank_by: the business score, e.g. ``pv=1,cart=3,buy=10`` (default: 1 per binary task).
+    monitor: the tasks whose validation scores pick the best epoch, e.g. ``buy`` (default: all).
+    negatives: random items (among those seen in training) per training pair, resampled every epoch.
+    content: use the items' content vectors when the data has item text.
+    epochs, batch_size, lr, weight_decay, patience, validation: training (the shared loop).
+    full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
+    device, seed: where it trains, and the seed of everything random.
+    """
+
+    tasks: str | None = None
+    architecture: str = "ple"
+    dim: int = 32
+    hidden: int = 64
+    experts: int = 4
+    dropout: float = 0.1
+    id_dropout: float = 0.1
+    funnel: str = ""
+    weighting: str = "uncertainty"
+    task_weights: str = ""
+    rank_by: str = ""
+    monitor: str = ""
+    negatives: int = 4
+    content: bool = True
+    epochs: int = 20
+    batch_size: int = 2048
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    patience: int = 2
+    validation: float = 0.1
+    full_rank: int = 5000
+    rerank: int = 100
+    seed: int = 42
+
+
+def _weights(spec: str, names: list[str], what: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        if name.strip() not in names:
+            raise ConfigError(f"{what}: unknown task {name.strip()!r} (tasks: {', '.join(names)})")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{what}: {part!r} is not task=number") from None
+    return out
+
+
+def _funnel(spec: str, tasks: list[Task]) -> dict[str, str]:
+    kinds = {t.name: t.kind for t in tasks}
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        parent, sep, child = (s.strip() for s in part.partition(">"))
+        if not sep or kinds.get(parent) != "binary" or kinds.get(child) != "binary":
+            raise ConfigError(f"funnel {part!r}: expected parent>child, two binary tasks of {', '.join(kinds)}")
+        out[child] = parent
+    for child in out:  # no cycles
+        seen, t = {child}, out[child]
+        while t in out:
+            if t in seen:
+                raise ConfigError(f"funnel {spec!r} has a cycle")
+            seen.add(t)
+            t = out[t]
+    return out
+
+
+def user_histories(matrix: sp.csr_matrix, users: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The distinct users' history rows (empty for ``-1``) and each entry's row among them."""
+    distinct, rows = np.unique(np.asarray(users), return_inverse=True)
+    hist = matrix[np.maximum(distinct, 0)]
+    if (distinct < 0).any():
+        hist = sp.csr_matrix(sp.diags((distinct >= 0).astype(np.float32)) @ hist)
+    return sp.csr_matrix(hist), rows
+
+
+class _Objective:
+    """Wraps a :class:`TaskNet` with its task weighting: ``loss(batch)`` for the training loop."""
+
+    def __new__(cls, net, weighting: str, fixed: dict[str, float]):
+        import torch
+        from torch import nn
+
+        class Objective(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+                self.weighting = weighting
+                self.fixed = torch.tensor([fixed.get(t.name, 1.0) for t in net.tasks])
+                self.log_var = nn.Parameter(torch.zeros(len(net.tasks)), requires_grad=weighting == "uncertainty")
+
+            def loss(self, batch):
+                n = self.net
+                u = n.users(batch["users"], batch["history"])
+                v, bias = n.items(batch["items"])
+                losses, retrieval = n.losses(u, v, bias, batch["labels"], batch["any"])
+                total = retrieval
+                out = {}
+                for j, t in enumerate(n.tasks):
+                    if self.weighting == "uncertainty":
+                        s = self.log_var[j]
+                        scale = 0.5 if t.kind == "regression" else 1.0
+                        total = total + scale * torch.exp(-s) * losses[t.name] + 0.5 * s
+                        out[f"w[{t.name}]"] = torch.exp(-s).detach()
+                    else:
+                        total = total + self.fixed[j] * losses[t.name]
+                    out[f"loss[{t.name}]"] = losses[t.name].detach()
+                out["loss"] = total
+                out["loss[retrieval]"] = retrieval.detach()
+                return out
+
+        return Objective()
+
+
+class MultiTaskScorer(ContentScorer):
+    """One network, shared weights, a head per task (see the module docstring)."""
+
+    name = "multitask"
+    Config = MultiTaskConfig
+    #: One network for all tasks; :class:`SingleTaskScorer` trains one per task.
+    per_task = False
+
+    # ---------------------------------------------------------------- training
+    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        cfg = self.content_config()
+        if self.config.content and (cfg.vectors or cfg.template or data.text_fields):
+            self.item_vectors_, self.has_content_ = item_content(data, cfg)
+        else:
+            self.item_vectors_ = np.zeros((self.n_items_, 0), dtype=np.float32)
+            self.has_content_ = np.zeros(self.n_items_, dtype=bool)
+        self.tasks_ = resolve_tasks(data, self.config.tasks)
+        self._check_config()
+        self.user_attrs_ = user_attributes(data)
+        self.item_attrs_ = item_attributes(data)
+        self.history_ = matrix.astype(np.float32)
+        labels = self._labels(data)
+        self._trained_items = np.flatnonzero(self.known_items_)
+        val = np.random.default_rng(self.config.seed).random(len(labels["user"])) < self.config.validation
+        self.rating_mean_ = float(np.nanmean(labels["values"][:, [t.kind == "regression" for t in self.tasks_]])) \
+            if any(t.kind == "regression" for t in self.tasks_) else 0.0  # fmt: skip
+        self.groups_ = [[t] for t in self.tasks_] if self.per_task else [list(self.tasks_)]
+        self.nets_ = []
+        self.training_ = []
+        for group in self.groups_:
+            net, result = self._train_group(group, labels, val)
+            self.nets_.append(net)
+            self.training_.append(result)
+
+    def _check_config(self) -> None:
+        c = self.config
+        names = [t.name for t in self.tasks_]
+        from metarec.models.neural.network import ARCHITECTURES
+
+        if c.architecture not in ARCHITECTURES:
+            raise ConfigError(f"{self.name}: architecture {c.architecture!r}; choose from {', '.join(ARCHITECTURES)}")
+        if c.weighting not in ("uncertainty", "fixed"):
+            raise ConfigError(f"{self.name}: weighting {c.weighting!r}; choose uncertainty or fixed")
+        self.funnel_ = _funnel(c.funnel, self.tasks_) if not self.per_task else {}
+        self.task_weights_ = _weights(c.task_weights, names, "task_weights")
+        rank = _weights(c.rank_by, names, "rank_by")
+        self.rank_by_ = rank or {t.name: 1.0 for t in self.tasks_ if t.kind == "binary"}
+
+    def _labels(self, data: Dataset) -> dict[str, np.ndarray]:
+        """Distinct training pairs and their label per task (NaN: none)."""
+        pairs = data.pairs()[["user", "item"]]
+        key = pairs["user"].to_numpy(np.int64) * self.n_items_ + pairs["item"].to_numpy(np.int64)
+        values = np.full((len(pairs), len(self.tasks_)), np.nan, dtype=np.float32)
+        for j, t in enumerate(self.tasks_):
+            lab = task_labels(data.interactions, t)
+            k = lab["user"].to_numpy(np.int64) * self.n_items_ + lab["item"].to_numpy(np.int64)
+            pos = np.searchsorted(key, k)  # pairs() is sorted by (user, item)
+            if t.kind == "binary":
+                values[:, j] = 0.0
+            values[pos, j] = lab["label"].to_numpy(np.float32)
+        return {"user": pairs["user"].to_numpy(np.int64), "item": pairs["item"].to_numpy(np.int64),
+                "values": values, "keys": key}  # fmt: skip
+
+    def _negatives(self, users: np.ndarray, keys: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``negatives`` random items per user in ``users`` that the user has no pair with,
+        drawn uniformly from the items seen in training: drawn from the whole catalogue, they
+        would mostly be items without a trained id, and the model would learn that a missing
+        id means "no" (ids are dropped on both sides instead, see ``id_dropout``)."""
+        u = np.repeat(users, self.config.negatives)
+        i = self._trained_items[rng.integers(0, len(self._trained_items), len(u))]
+        ok = ~np.isin(u * self.n_items_ + i, keys)
+        return u[ok], i[ok]
+
+    def _net(self, tasks: list[Task]):
+        import torch
+
+        from metarec.models.neural.network import TaskNet
+
+        c = self.config
+        return TaskNet(
+            tasks, self.user_attrs_, self.item_attrs_, torch.from_numpy(np.ascontiguousarray(self.item_vectors_)),
+            torch.from_numpy(self.known_users_), torch.from_numpy(self.known_items_), dim=c.dim, hidden=c.hidden,
+            architecture=c.architecture, experts=c.experts, dropout=c.dropout, id_dropout=c.id_dropout,
+            funnel={k: v for k, v in self.funnel_.items() if k in {t.name for t in tasks}},
+            rating_mean=self.rating_mean_,
+        )  # fmt: skip
+
+    def _batch(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray, targets: np.ndarray) -> dict:
+        """A training batch; ``any`` (the retrieval label) is 1 for observed pairs, whose item
+        is left out of the user's history."""
+        from metarec.models.neural.network import History
+
+        hist, rows = user_histories(self.history_, users)
+        return {"users": users, "items": items, "labels": labels, "any": (targets >= 0).astype(np.float32),
+                "history": History.build(hist, rows, targets)}  # fmt: skip
+
+    def _train_group(self, group: list[Task], labels: dict, val: np.ndarray):
+        """Train one network for ``group`` (all tasks, or one); the same seed for every group,
+        so a single-task network does not depend on which other tasks exist."""
+        import torch
+
+        from metarec.training import TrainConfig, train
+
+        c = self.config
+        rng = np.random.default_rng(c.seed + 1)
+        cols = [self.tasks_.index(t) for t in group]
+        users, items, values, keys = labels["user"], labels["item"], labels["values"][:, cols], labels["keys"]
+        tr = np.flatnonzero(~val)
+        # Validation: held-out pairs and fixed negatives.
+        vu, vi = self._negatives(users[val], keys, rng)
+        v_users = np.concatenate([users[val], vu])
+        v_items = np.concatenate([items[val], vi])
+        v_labels = np.vstack([values[val], self._negative_labels(group, len(vu))])
+        v_targets = np.concatenate([items[val], np.full(len(vu), -1)])
+        n_pos = int(val.sum())
+
+        def batches(r: np.random.Generator):
+            nu, ni = self._negatives(users[tr], keys, r)
+            bu = np.concatenate([users[tr], nu])
+            bi = np.concatenate([items[tr], ni])
+            bl = np.vstack([values[tr], self._negative_labels(group, len(nu))])
+            is_pos = np.arange(len(bu)) < len(tr)
+            order = r.permutation(len(bu))
+            for s in range(0, len(order), c.batch_size):
+                o = order[s : s + c.batch_size]
+                yield self._batch(bu[o], bi[o], bl[o], np.where(is_pos[o], bi[o], -1))
+
+        monitored = [m.strip() for m in c.monitor.split(",") if m.strip()]
+
+        def validate(obj) -> float:
+            from metarec.evaluation.metrics import auc, rmse
+
+            pred = self._predict_net(obj.net, v_users, v_items, v_targets)
+            scores = []
+            for j, t in enumerate(group):
+                if monitored and t.name not in monitored and len(group) > 1:
+                    continue
+                y = v_labels[:, j]
+                ok = np.isfinite(y)
+                if t.kind == "binary":
+                    a = auc(y[ok], pred[t.name][ok])
+                    if np.isfinite(a):
+                        scores.append(a)
+                elif ok.any():
+                    scores.append(1.0 - rmse(y[ok], pred[t.name][ok]) / max(float(np.std(y[ok])), 1e-6))
+            return float(np.mean(scores)) if scores else 0.0
+
+        torch.manual_seed(c.seed)
+        net = self._net(group)
+        objective = _Objective(net, c.weighting if len(group) > 1 else "fixed", self.task_weights_)
+        config = TrainConfig(epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience,
+                             device=c.device, seed=c.seed)  # fmt: skip
+        result = train(objective, batches, validate if n_pos else None, config)
+        log.info("%s %s: best epoch %d, validation %.4f (%d held-out pairs)", self.name,
+                 "+".join(t.name for t in group), result.best_epoch, result.best_score, n_pos)  # fmt: skip
+        net.to("cpu").eval()
+        return net, result
+
+    @staticmethod
+    def _negative_labels(group: list[Task], n: int) -> np.ndarray:
+        row = np.array([0.0 if t.kind == "binary" else np.nan for t in group], dtype=np.float32)
+        return np.tile(row, (n, 1)).reshape(n, len(group))
+
+    # --------------------------------------------------------------- predicting
+    def _predict_net(self, net, users: np.ndarray, items: np.ndarray, drop: np.ndarray | None,
+                     history: tuple[sp.csr_matrix, np.ndarray] | None = None, chunk: int = 65536) -> dict[str, np.ndarray]:  # fmt: skip
+        """Predictions of one network for pairs ``(users[k], items[k])``; ``history`` is
+        ``(distinct history rows, row per pair)`` (default: the training histories), and
+        ``drop[k]`` an item to leave out of pair ``k``'s history."""
+        import torch
+
+        from metarec.models.neural.network import History
+
+        device = net.content.device
+        out: dict[str, list[np.ndarray]] = {t.name: [] for t in net.tasks}
+        kinds = {t.name: t.kind for t in net.tasks}
+        hist, hrows = history if history is not None else user_histories(self.history_, users)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            for s in range(0, len(users), chunk):
+                sl = slice(s, s + chunk)
+                h = History.build(hist, hrows[sl], None if drop is None else drop[sl]).to(device)
+                u = net.users(torch.from_numpy(users[sl]).to(device), h)
+                v, _ = net.items(torch.from_numpy(items[sl]).to(device))
+                for name, val in net.heads(u, v).items():
+                    out[name].append((val.exp() if kinds[name] == "binary" else val).cpu().numpy())
+        net.train(was_training)
+        return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
+
+    def predict_tasks(self, queries: Queries, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Per task, the prediction for pairs ``(queries[rows[k]], items[k])``: a probability
+        for binary tasks, a value for regression. The item is left out of the user's history."""
+        rows = np.asarray(rows, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        out: dict[str, np.ndarray] = {}
+        for net in self.nets_:
+            out.update(self._predict_net(net, queries.users[rows], items, items, history=(queries.history, rows)))
+        return out
+
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self.tasks_)
+
+    # ------------------------------------------------------------------ ranking
+    def _score(self, queries: Queries) -> np.ndarray:
+        import torch
+
+        from metarec.models.neural.network import History
+
+        n_users, n_items = len(queries), self.n_items_
+        scores = np.zeros((n_users, n_items), dtype=np.float32)
+        cut = n_items > self.config.full_rank
+        with torch.no_grad():
+            hist = History.build(queries.history)
+            users = torch.from_numpy(queries.users)
+            all_items = torch.arange(n_items)
+            cand = None
+            if cut:
+                # Retrieval: the first network's <u, v> + b picks `rerank` items per user.
+                net = self.nets_[0]
+                u = net.users(users, hist)
+                v, b = net.items(all_items)
+                r = net.retrieval(u, v, b)
+                k = min(self.config.rerank, n_items)
+                cand = torch.topk(r, k, dim=1).indices  # (B, k)
+                scores[:] = (torch.sigmoid(r) - 10.0).numpy()  # below every reranked item
+            for net in self.nets_:
+                u = net.users(users, hist)
+                v, _ = net.items(all_items)
+                step = max(1, 131072 // (cand.shape[1] if cut else n_items))
+                for s in range(0, n_users, step):
+                    ub = u[s : s + step]
+                    if cut:
+                        ci = cand[s : s + step]
+                        uu = ub[:, None, :].expand(-1, ci.shape[1], -1).reshape(-1, u.shape[1])
+                        vv = v[ci.reshape(-1)]
+                    else:
+                        uu = ub[:, None, :].expand(-1, n_items, -1).reshape(-1, u.shape[1])
+                        vv = v.repeat(len(ub), 1)
+                    business = torch.zeros(len(uu))
+                    for name, val in net.heads(uu, vv).items():
+                        w = self.rank_by_.get(name, 0.0)
+                        if w:
+                            t = next(t for t in net.tasks if t.name == name)
+                            business += w * (val.exp() if t.kind == "binary" else val)
+                    part = business.reshape(len(ub), -1).numpy()
+                    if cut:
+                        rows = np.arange(s, s + len(ub))[:, None]
+                        cols = ci.numpy()
+                        base = scores[rows, cols]
+                        # the first network replaces the retrieval score, the others add to it
+                        scores[rows, cols] = np.where(base < -5.0, 0.0, base) + part
+                    else:
+                        scores[s : s + len(ub)] += part
+        return scores
+
+    # ------------------------------------------------------------ new items
+    def _added_items(self, n: int, texts: list[str] | None = None) -> None:
+        self.item_attrs_ = self.item_attrs_.extend(n)
+        self.history_ = sp.csr_matrix(
+            (self.history_.data, self.history_.indices, self.history_.indptr), shape=(self.history_.shape[0], self.n_items_)
+        )
+        for net in self.nets_:
+            net.extend_items(n, self.item_vectors_[-n:], self.item_attrs_)
+
+    def _updated_items(self, indices: np.ndarray, texts: list[str] | None = None) -> None:
+        import torch
+
+        for net in self.nets_:
+            if net.content.shape[1]:
+                net.content[torch.from_numpy(indices)] = torch.from_numpy(self.item_vectors_[indices])
+
+    # ------------------------------------------------------------------ saving
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {**super().get_state(), **self.user_attrs_.state("user_attrs"), **self.item_attrs_.state("item_attrs")}
+        meta = {
+            "tasks": [dataclasses.asdict(t) for t in self.tasks_],
+            "groups": [[t.name for t in g] for g in self.groups_],
+            "rating_mean": self.rating_mean_,
+        }
+        state["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy()
+        h = self.history_
+        state.update(hist_data=h.data, hist_indices=h.indices, hist_indptr=h.indptr)
+        for g, net in enumerate(self.nets_):
+            for k, v in net.state_dict().items():
+                if k not in ("content", "user_attrs.codes", "user_attrs.numbers", "item_attrs.codes", "item_attrs.numbers"):
+                    state[f"net{g}.{k}"] = v.detach().cpu().numpy()
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        import torch
+
+        super().set_state(state)
+        meta = json.loads(bytes(np.asarray(state["meta_json"], dtype=np.uint8)).decode())
+        self.tasks_ = [Task(t["name"], t["kind"], tuple(t["events"]), t["min_value"]) for t in meta["tasks"]]
+        by_name = {t.name: t for t in self.tasks_}
+        self.groups_ = [[by_name[n] for n in g] for g in meta["groups"]]
+        self.rating_mean_ = meta["rating_mean"]
+        self._check_config()
+        self.user_attrs_ = Attributes.from_state(state, "user_attrs")
+        self.item_attrs_ = Attributes.from_state(state, "item_attrs")
+        self.history_ = sp.csr_matrix(
+            (state["hist_data"], state["hist_indices"], state["hist_indptr"]), shape=(len(self.known_users_), self.n_items_)
+        )
+        self._trained_items = np.flatnonzero(self.known_items_)
+        self.nets_ = []
+        for g, group in enumerate(self.groups_):
+            net = self._net(group)
+            prefix = f"net{g}."
+            weights = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith(prefix)}
+            net.load_state_dict(weights, strict=False)
+            net.eval()
+            self.nets_.append(net)
+
+
+class SingleTaskScorer(MultiTaskScorer):
+    """The multi-task network with one head, trained separately for each task: the baseline
+    that shows what sharing weights across tasks buys."""
+
+    name = "singletask"
+    per_task = True

@@ -1,0 +1,286 @@
+"""The shared network of metarec's neural models: user and item encoders, a shared bottom or
+a mixture of experts, and one head per task.
+
+- **Users**: id embedding + attribute embeddings + the pooled history (mean of the history
+  items' "source" embeddings and their projected content vectors).
+- **Items**: id embedding + content vector (projected) + categorical and numeric attributes.
+- **ID dropout** (DropoutNet, Volkovs et al. 2017): in training an id is replaced by the
+  "unknown" embedding with probability ``id_dropout``; ids never trained on always are, so
+  new users and items are scored from attributes, history and content.
+- **Bottom**: the pair ``[u, v, u * v]`` goes through one shared MLP (``shared-bottom``,
+  Caruana 1997), ``experts`` MLPs mixed by one softmax gate per task (``mmoe``, Ma et al.
+  KDD 2018), or those plus one expert of each task's own (``ple``: one customized gate
+  control level of PLE, Tang et al. RecSys 2020).
+- **Heads**: one small MLP per task: a logit for binary tasks, a value (offset by the
+  training mean) for regression tasks. A funnel ``parent>child`` makes the child's
+  probability ``P(parent) * P(child | parent)`` (ESMM, Ma et al. SIGIR 2018).
+- **Retrieval score** ``<u, v> + b_i``: trained on "any interaction", it preselects
+  candidates when a catalogue is too large to run every pair through the heads.
+
+The user representation and the heads are separate calls (:meth:`TaskNet.users`,
+:meth:`TaskNet.heads`), so meta-learning can adapt a user's vector or head weights alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from metarec.data.tasks import Task
+from metarec.models.neural.features import Attributes
+from metarec.nn import MLP
+
+
+@dataclass
+class History:
+    """Histories of a batch: distinct history rows as an embedding bag (``items``, ``offsets``,
+    ``lengths``), which row each example uses (``rows``), and an item to leave out per example
+    (``drop``, with ``drop_w`` 1.0 where it is in that history: a training pair's own item)."""
+
+    items: torch.Tensor
+    offsets: torch.Tensor
+    lengths: torch.Tensor
+    rows: torch.Tensor
+    drop: torch.Tensor
+    drop_w: torch.Tensor
+
+    @classmethod
+    def build(cls, matrix: sp.csr_matrix, rows: np.ndarray | None = None, drop: np.ndarray | None = None) -> History:
+        """From a binary CSR of distinct histories; ``rows`` maps examples to them, ``drop``
+        names each example's target item (``-1``: none)."""
+        m = sp.csr_matrix(matrix)
+        n = m.shape[0] if rows is None else len(rows)
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        drop = np.full(n, -1, dtype=np.int64) if drop is None else np.asarray(drop, dtype=np.int64)
+        inside = np.zeros(n, dtype=np.float32)
+        k = np.flatnonzero(drop >= 0)
+        if len(k):
+            inside[k] = np.asarray(m[rows[k], drop[k]]).ravel() != 0
+        return cls(
+            torch.from_numpy(m.indices.astype(np.int64)),
+            torch.from_numpy(m.indptr[:-1].astype(np.int64)),
+            torch.from_numpy(np.diff(m.indptr).astype(np.float32)),
+            torch.from_numpy(rows),
+            torch.from_numpy(drop),
+            torch.from_numpy(inside),
+        )
+
+    def to(self, device) -> History:
+        return History(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def _log_sigmoid_pair(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p, log(1 - p))`` from ``log p``, numerically safe."""
+    logp = logp.clamp(max=-1e-6)
+    return logp, torch.log(-torch.expm1(logp))
+
+
+ARCHITECTURES = ("mmoe", "ple", "shared-bottom")
+
+
+class AttributeEmbedding(nn.Module):
+    """Sum of one embedding per categorical column and a linear map of the numeric ones."""
+
+    def __init__(self, attrs: Attributes, dim: int) -> None:
+        super().__init__()
+        self.cats = nn.ModuleList(nn.Embedding(size, dim) for size in attrs.sizes)
+        for e in self.cats:
+            nn.init.normal_(e.weight, std=0.05)
+        self.num = nn.Linear(attrs.numbers.shape[1], dim) if attrs.numbers.shape[1] else None
+        self.register_buffer("codes", torch.from_numpy(attrs.codes))
+        self.register_buffer("numbers", torch.from_numpy(attrs.numbers))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor | None:
+        out = None
+        codes = self.codes[idx]
+        for j, emb in enumerate(self.cats):
+            out = emb(codes[:, j]) if out is None else out + emb(codes[:, j])
+        if self.num is not None:
+            x = self.num(self.numbers[idx])
+            out = x if out is None else out + x
+        return out
+
+
+class TaskNet(nn.Module):
+    """Encoders, bottom and heads for ``tasks`` (see the module docstring).
+
+    Args:
+        known_users, known_items: bool tensors; ids outside them use the unknown embedding.
+        content: ``(n_items, c)`` item content vectors (``c`` may be 0).
+        rating_mean: offset of regression heads.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        user_attrs: Attributes,
+        item_attrs: Attributes,
+        content: torch.Tensor,
+        known_users: torch.Tensor,
+        known_items: torch.Tensor,
+        dim: int = 32,
+        hidden: int = 64,
+        architecture: str = "mmoe",
+        experts: int = 4,
+        dropout: float = 0.1,
+        id_dropout: float = 0.1,
+        funnel: dict[str, str] | None = None,
+        rating_mean: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {architecture!r}: choose from {', '.join(ARCHITECTURES)}")
+        self.tasks = list(tasks)
+        self.architecture = architecture
+        self.id_dropout = id_dropout
+        self.funnel = dict(funnel or {})
+        n_users, n_items = len(known_users), len(known_items)
+        self.register_buffer("known_users", known_users.bool())
+        self.register_buffer("known_items", known_items.bool())
+        self.register_buffer("content", content.float())
+        self.user_id = nn.Embedding(n_users + 1, dim)  # the last row: unknown
+        self.item_id = nn.Embedding(n_items + 1, dim)
+        self.source_id = nn.Embedding(n_items + 1, dim)  # an item as part of a history
+        for e in (self.user_id, self.item_id, self.source_id):
+            nn.init.normal_(e.weight, std=0.05)
+        self.item_bias = nn.Embedding(n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
+        self.user_attrs = AttributeEmbedding(user_attrs, dim)
+        self.item_attrs = AttributeEmbedding(item_attrs, dim)
+        c = content.shape[1]
+        self.item_content = nn.Linear(c, dim) if c else None
+        self.history_content = nn.Linear(c, dim) if c else None
+        width = 3 * dim
+        if architecture in ("mmoe", "ple"):
+            self.experts = nn.ModuleList(MLP(width, [hidden], hidden, dropout) for _ in range(experts))
+            own = 1 if architecture == "ple" else 0  # CGC: one task-specific expert per task
+            self.task_experts = nn.ModuleDict(
+                {t.name: MLP(width, [hidden], hidden, dropout) for t in self.tasks} if own else {}
+            )
+            self.gates = nn.ModuleDict({t.name: nn.Linear(width, experts + own) for t in self.tasks})
+        else:
+            self.bottom = MLP(width, [hidden], hidden, dropout)
+        self.head = nn.ModuleDict({t.name: MLP(hidden, [hidden // 2], 1, dropout) for t in self.tasks})
+        self.rating_mean = float(rating_mean)
+
+    def extend_items(self, n: int, content, item_attrs: Attributes) -> None:
+        """Room for ``n`` new items (no trained id: scored from content and attributes)."""
+        n_old = len(self.known_items)
+        dev = self.content.device
+        self.known_items = torch.cat([self.known_items, torch.zeros(n, dtype=torch.bool, device=dev)])
+        self.content = torch.cat([self.content, torch.as_tensor(content, dtype=torch.float32, device=dev)])
+        for name in ("item_id", "source_id", "item_bias"):
+            w = getattr(self, name).weight.data
+            grown = torch.cat([w[:n_old], torch.zeros(n, w.shape[1], device=dev), w[n_old:]])  # unknown stays last
+            setattr(self, name, nn.Embedding.from_pretrained(grown, freeze=False))
+        self.item_attrs.codes = torch.from_numpy(item_attrs.codes).to(dev)
+        self.item_attrs.numbers = torch.from_numpy(item_attrs.numbers).to(dev)
+
+    # ------------------------------------------------------------------ encoders
+    def _ids(self, idx: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        unknown = len(known)
+        safe = idx.clamp(min=0, max=unknown - 1)
+        keep = (idx >= 0) & (idx < unknown) & known[safe]
+        if self.training and self.id_dropout > 0:
+            keep = keep & (torch.rand(idx.shape, device=idx.device) >= self.id_dropout)
+        return torch.where(keep, safe, torch.full_like(safe, unknown))
+
+    def items(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v (k, dim), retrieval bias (k,))`` for item indices ``idx``."""
+        ids = self._ids(idx, self.known_items)
+        v = self.item_id(ids)
+        a = self.item_attrs(idx)
+        if a is not None:
+            v = v + a
+        if self.item_content is not None:
+            v = v + self.item_content(self.content[idx])
+        return v, self.item_bias(ids).squeeze(-1)
+
+    def users(self, idx: torch.Tensor, history: History) -> torch.Tensor:
+        """``u (n, dim)`` for user indices ``idx`` (-1: unknown) and their :class:`History`.
+
+        The history part is the mean over the history's items of their "source" embedding
+        (trained items only) and of their projected content vector, with each row's target
+        item left out when it is in that row's history.
+        """
+        u = self.user_id(self._ids(idx, self.known_users))
+        a = self.user_attrs(idx.clamp(min=0))
+        if a is not None:
+            u = u + torch.where((idx >= 0)[:, None], a, torch.zeros_like(a))
+        h = history
+        n_items = len(self.known_items)
+        known = self.known_items.float()
+        drop = h.drop.clamp(min=0)
+        w = h.drop_w[:, None]
+        count = (h.lengths[h.rows] - h.drop_w).clamp(min=1.0)[:, None]
+        total = F.embedding_bag(h.items, self.source_id.weight[:n_items], h.offsets, mode="sum",
+                                per_sample_weights=known[h.items])  # fmt: skip
+        src = self.source_id.weight[drop] * known[drop][:, None]
+        u = u + (total[h.rows] - w * src) / count
+        if self.history_content is not None:
+            pooled = F.embedding_bag(h.items, self.content, h.offsets, mode="sum")
+            u = u + self.history_content((pooled[h.rows] - w * self.content[drop]) / count)
+        return u
+
+    # --------------------------------------------------------------------- heads
+    def heads(self, u: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per task, pairwise outputs for rows ``u (n, dim)`` and ``v (n, dim)``: binary tasks
+        give log-probabilities ``log P``, regression tasks predicted values."""
+        x = torch.cat([u, v, u * v], dim=1)
+        if self.architecture in ("mmoe", "ple"):
+            shared = [ex(x) for ex in self.experts]
+            bottoms = {}
+            for t in self.tasks:
+                own = [self.task_experts[t.name](x)] if self.architecture == "ple" else []
+                e = torch.stack(shared + own, dim=1)  # (n, E, h)
+                bottoms[t.name] = (F.softmax(self.gates[t.name](x), dim=1)[:, :, None] * e).sum(1)
+        else:
+            h = self.bottom(x)
+            bottoms = {t.name: h for t in self.tasks}
+        raw = {t.name: self.head[t.name](bottoms[t.name]).squeeze(-1) for t in self.tasks}
+        out: dict[str, torch.Tensor] = {}
+
+        def resolve(task: Task) -> torch.Tensor:
+            if task.name in out:
+                return out[task.name]
+            if task.kind == "regression":
+                out[task.name] = raw[task.name] + self.rating_mean
+            else:
+                logp = F.logsigmoid(raw[task.name])
+                parent = self.funnel.get(task.name)
+                if parent is not None:
+                    logp = logp + resolve(next(t for t in self.tasks if t.name == parent))
+                out[task.name] = logp
+            return out[task.name]
+
+        for t in self.tasks:
+            resolve(t)
+        return out
+
+    def retrieval(self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """All-pairs retrieval logits ``(B, k)``."""
+        return u @ v.T + bias[None, :]
+
+    def losses(self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor, any_label: torch.Tensor):
+        """Per-task losses for pairs with ``labels (n, T)`` (NaN = no label), and the retrieval loss."""
+        out = self.heads(u, v)
+        losses = {}
+        for j, t in enumerate(self.tasks):
+            y = labels[:, j]
+            ok = torch.isfinite(y)
+            if not ok.any():
+                losses[t.name] = torch.zeros((), device=u.device)
+                continue
+            if t.kind == "regression":
+                losses[t.name] = F.mse_loss(out[t.name][ok], y[ok])
+            else:
+                logp, log1mp = _log_sigmoid_pair(out[t.name][ok])
+                losses[t.name] = -(y[ok] * logp + (1 - y[ok]) * log1mp).mean()
+        r = (u * v).sum(1) + bias
+        return losses, F.binary_cross_entropy_with_logits(r, any_label)

@@ -1,0 +1,137 @@
+"""The multi-task network on known answers: shared weights, funnels, weighting, history handling."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from metarec.data import Queries, build_dataset
+from metarec.data.splits import make_split
+from metarec.errors import ConfigError
+from metarec.evaluation.harness import evaluate_tasks
+from metarec.models import make_scorer
+from metarec.models.neural.features import encode_attributes
+from metarec.models.neural.network import History
+
+FAST = {"encoder": "hashing-64", "epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def shop():
+    """Two user groups and two item blocks: a group views items of its own block and buys a
+    few of them; items carry a category that names the block."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(60):
+        block = 0 if u < 30 else 1
+        items = rng.choice(np.arange(20) + 20 * block, size=8, replace=False)
+        for t, i in enumerate(items):
+            rows.append((f"u{u}", f"i{i}", "pv", 1.0, 1000 + 10 * t))
+            if t < 2:
+                rows.append((f"u{u}", f"i{i}", "buy", 1.0, 1001 + 10 * t))
+    raw = pd.DataFrame(rows, columns=["user", "item", "event", "value", "timestamp"])
+    items = pd.DataFrame({"category": [f"c{i // 20}" for i in range(40)]}, index=[f"i{i}" for i in range(40)])
+    return build_dataset(raw, source="shop.csv", items=items, name="shop")
+
+
+def test_history_leaves_the_target_out():
+    """A pair's own item is dropped from its history: same user vector as a history without it."""
+    from metarec.data.tasks import Task
+    from metarec.models.neural.network import TaskNet
+
+    attrs = encode_attributes(pd.DataFrame(index=range(3)), 3)
+    item_attrs = encode_attributes(pd.DataFrame(index=range(5)), 5)
+    net = TaskNet([Task("x", "binary", ("x",))], attrs, item_attrs, torch.randn(5, 4),
+                  torch.ones(3, dtype=torch.bool), torch.ones(5, dtype=torch.bool), dim=8).eval()  # fmt: skip
+    full = sp.csr_matrix(np.array([[1, 1, 0, 1, 0]], dtype=np.float32))
+    without = sp.csr_matrix(np.array([[1, 0, 0, 1, 0]], dtype=np.float32))
+    users = torch.tensor([0])
+    a = net.users(users, History.build(full, drop=np.array([1])))
+    b = net.users(users, History.build(without))
+    torch.testing.assert_close(a, b)
+    # An item not in the history is not subtracted.
+    c = net.users(users, History.build(without, drop=np.array([2])))
+    torch.testing.assert_close(c, b)
+
+
+def test_attributes_are_typed_and_scaled():
+    a = encode_attributes(pd.DataFrame({"c": ["x", "y", "x", None], "price": [1.0, 2.0, 3.0, np.nan]}), 4)
+    assert a.cat_columns == ["c"] and a.num_columns == ["price"]
+    assert a.codes[:, 0].tolist() == [1, 2, 1, 0] and a.sizes == [3]
+    assert a.numbers[3, 0] == 0.0 and abs(a.numbers[:3, 0].mean()) < 1e-6
+
+
+def test_multitask_learns_the_blocks(shop):
+    """Held-out pairs of a user's own block beat the other block on every task."""
+    m = make_scorer("multitask", epochs=40, batch_size=128, validation=0.0, seed=0).fit(shop)
+    assert [t.name for t in m.tasks] == ["buy", "pv"]
+    q = Queries(np.arange(60), shop.matrix())
+    own = np.array([20 * (u >= 30) + 19 for u in range(60)])  # may or may not be seen; same block
+    other = np.array([20 * (u < 30) + 19 for u in range(60)])
+    rows = np.arange(60)
+    p_own, p_other = m.predict_tasks(q, rows, own), m.predict_tasks(q, rows, other)
+    for task in ("pv", "buy"):
+        assert (p_own[task] > p_other[task]).mean() >= 0.9, task
+
+
+def test_funnel_bounds_the_child_by_its_parent(shop):
+    m = make_scorer("multitask", funnel="pv>buy", **FAST).fit(shop)
+    q = Queries(np.arange(60), shop.matrix())
+    rows = np.repeat(np.arange(60), 40)
+    items = np.tile(np.arange(40), 60)
+    p = m.predict_tasks(q, rows, items)
+    assert (p["buy"] <= p["pv"] + 1e-6).all()
+
+
+def test_uncertainty_weights_are_logged_and_fixed_weights_are_not(shop):
+    m = make_scorer("multitask", **FAST).fit(shop)
+    epochs = [h for h in m.training_[0].history if h["epoch"] >= 0]
+    assert {"w[buy]", "w[pv]", "loss[buy]", "loss[pv]"} <= set(epochs[0])
+    fixed = make_scorer("multitask", weighting="fixed", task_weights="buy=2", **FAST).fit(shop)
+    assert not any(k.startswith("w[") for k in fixed.training_[0].history[1])
+
+
+def test_singletask_trains_one_network_per_task_independently(shop):
+    """A single-task network does not depend on which other tasks exist."""
+    both = make_scorer("singletask", **FAST).fit(shop)
+    alone = make_scorer("singletask", tasks="pv=pv", **FAST).fit(shop)
+    assert len(both.nets_) == 2 and len(alone.nets_) == 1
+    q = Queries(np.arange(10), shop.matrix()[:10])
+    rows, items = np.arange(10), np.arange(10)
+    np.testing.assert_allclose(both.predict_tasks(q, rows, items)["pv"], alone.predict_tasks(q, rows, items)["pv"], rtol=1e-5)
+
+
+def test_bad_configuration_is_named(shop):
+    with pytest.raises(ConfigError, match="funnel"):
+        make_scorer("multitask", funnel="pv>nope", **FAST).fit(shop)
+    with pytest.raises(ConfigError, match="architecture"):
+        make_scorer("multitask", architecture="ple-x", **FAST).fit(shop)
+    with pytest.raises(ConfigError, match="rank_by"):
+        make_scorer("multitask", rank_by="view=1", **FAST).fit(shop)
+
+
+def test_shared_bottom_and_mmoe_both_train(shop):
+    for arch in ("shared-bottom", "mmoe"):
+        m = make_scorer("multitask", architecture=arch, encoder="hashing-64", epochs=15, batch_size=64).fit(shop)
+        assert m.training_[0].best_score > 0.75, arch  # validation AUC of held-out pairs
+
+
+def test_task_metrics_in_the_harness(shop):
+    split = make_split(shop, "leave-last", 0)
+    m = make_scorer("multitask", **FAST).fit(split.train)
+    rows = {r["metric"]: r for r in evaluate_tasks(m, split, seed=0, negatives=3)}
+    assert set(rows) == {"AUC[buy]", "LogLoss[buy]", "AUC[pv]", "LogLoss[pv]"}
+    # Every user's last pair is a view (never a buy here): positives are counted as such.
+    assert rows["AUC[pv]"]["positives"] == 60 and rows["AUC[buy]"]["positives"] == 0
+    assert np.isnan(rows["AUC[buy]"]["value"])  # no positive: undefined, not a made-up number
+    assert 0.0 <= rows["AUC[pv]"]["value"] <= 1.0
+    # A model that does not predict tasks gets no task rows.
+    assert evaluate_tasks(make_scorer("pop").fit(split.train), split, seed=0) == []
+
+
+def test_ratings_give_a_regression_head(world):
+    split = make_split(world, "holdout", 0)
+    m = make_scorer("multitask", **FAST).fit(split.train)
+    rows = {r["metric"]: r["value"] for r in evaluate_tasks(m, split, seed=0)}
+    assert "RMSE[rating]" in rows and 0.0 < rows["RMSE[rating]"] < 2.0
