@@ -29,7 +29,6 @@ CONFIGS = {
 
 def _child(data: str | None, fmt: str | None, model: str | None, params: dict, epochs: int) -> None:
     import numpy as np
-
     import torch
 
     from metarec.data import load_dataset

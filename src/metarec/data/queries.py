@@ -16,10 +16,13 @@ class Queries:
         users: ``(n,)`` int64 user indices into the training vocabulary, ``-1`` if unknown.
         history: ``(n, n_items)`` CSR matrix of the items each user interacted with
             (binary); at evaluation, the training interactions or the support set.
+        values: optional ``(n, n_items)`` CSR of the history's event values (ratings), for
+            models that adapt to them; ``None`` when only the items are known.
     """
 
     users: np.ndarray
     history: sp.csr_matrix
+    values: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         self.users = np.asarray(self.users, dtype=np.int64)
@@ -32,7 +35,7 @@ class Queries:
         return len(self.users)
 
     def __getitem__(self, rows: slice | np.ndarray) -> Queries:
-        return Queries(self.users[rows], self.history[rows])
+        return Queries(self.users[rows], self.history[rows], None if self.values is None else self.values[rows])
 
     @classmethod
     def from_histories(

@@ -10,6 +10,7 @@ Results over several seeds are the mean of the per-seed means, with their spread
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -25,7 +26,14 @@ from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.data.splits import QuerySet, Split, make_split
 from metarec.data.tasks import task_labels
-from metarec.evaluation.metrics import auc, coverage, log_loss, mae, ranking_metrics, rmse
+from metarec.evaluation.metrics import (
+    auc,
+    coverage,
+    log_loss,
+    mae,
+    ranking_metrics,
+    rmse,
+)
 from metarec.models.base import Scorer
 from metarec.models.registry import make_scorer
 from metarec.ranking import top_k
@@ -143,8 +151,8 @@ def evaluate_tasks(scorer: Scorer, split: Split, seed: int, negatives: int = DEF
     Binary tasks give ``AUC[t]`` and ``LogLoss[t]``, regression tasks ``RMSE[t]`` and ``MAE[t]``
     over the held-out pairs that carry a value. Rows: ``{metric, value, users, positives}``.
     """
-    if split.test is None or not len(split.test) or not hasattr(scorer, "predict_tasks"):
-        return []
+    if split.test is None or not len(split.test) or not hasattr(scorer, "predict_tasks") or split.protocol == "melu":
+        return []  # (melu's held-out ratings are evaluated by evaluate_ratings)
     train, test = split.train, split.test
     n_items = train.n_items
     tr = train.pairs()
@@ -182,6 +190,66 @@ def evaluate_tasks(scorer: Scorer, split: Split, seed: int, negatives: int = DEF
     return rows
 
 
+def rating_metrics(users: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, and nDCG@1 / nDCG@3 of each user's items ordered by ``pred`` (gain
+    ``2^r - 1``; ties in ``pred`` keep the given order), averaged over users.
+
+    >>> m = rating_metrics(np.array([0, 0, 0]), np.array([5.0, 1.0, 3.0]), np.array([4.0, 2.0, 3.0]))
+    >>> m["MAE"], m["nDCG@1"], m["nDCG@3"]
+    (1.0, 1.0, 1.0)
+    """
+    out = {"MAE": mae(y, pred), "RMSE": rmse(y, pred)}
+    order = np.lexsort((-pred, users))
+    u_sorted = users[order]
+    starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
+    bounds = np.r_[starts, len(order)]
+    for k in (1, 3):
+        vals = []
+        for a, b in itertools.pairwise(bounds):
+            got = y[order[a:b]][:k]
+            ideal = np.sort(y[order[a:b]])[::-1][:k]
+            disc = 1.0 / np.log2(np.arange(2, len(got) + 2))
+            idcg = float(((2.0**ideal - 1) * disc).sum())
+            if idcg > 0:
+                vals.append(float(((2.0**got - 1) * disc).sum()) / idcg)
+        out[f"nDCG@{k}"] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def evaluate_ratings(scorer: Scorer, qs: QuerySet, test: Any) -> dict[str, float]:
+    """MeLU's metrics for a scorer with a regression task: each query rating predicted with
+    the user adapted to (or folded in from) the support and its ratings."""
+    reg = [t for t in getattr(scorer, "tasks", []) if t.kind == "regression"]
+    if not reg or not hasattr(scorer, "predict_tasks"):
+        return {}
+    users = qs.queries.users
+    rows = np.searchsorted(users, test["user"].to_numpy())
+    pred = scorer.predict_tasks(qs.queries, rows, test["item"].to_numpy())[reg[0].name]
+    return rating_metrics(rows, test["value"].to_numpy(np.float64), pred)
+
+
+def reference_ratings(train: Dataset, qs: QuerySet, test: Any) -> dict[str, dict[str, float]]:
+    """The plain predictors MeLU-style results are read against: the global mean rating, the
+    item's mean (global mean for an unrated item), and the item's mean plus the user's mean
+    offset from item means over the support ratings."""
+    inter = train.interactions
+    mu = float(inter["value"].mean())
+    sums = np.bincount(inter["item"], weights=inter["value"], minlength=train.n_items)
+    cnt = np.bincount(inter["item"], minlength=train.n_items)
+    item_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), mu)
+    v = qs.queries.values.tocoo()
+    bias = np.bincount(v.row, weights=v.data - item_mean[v.col], minlength=len(qs)) / np.maximum(
+        np.bincount(v.row, minlength=len(qs)), 1
+    )
+    rows = np.searchsorted(qs.queries.users, test["user"].to_numpy())
+    items, y = test["item"].to_numpy(), test["value"].to_numpy(np.float64)
+    return {
+        "global-mean": rating_metrics(rows, y, np.full(len(y), mu)),
+        "item-mean": rating_metrics(rows, y, item_mean[items]),
+        "item-mean+user-bias": rating_metrics(rows, y, item_mean[items] + bias[rows]),
+    }
+
+
 def evaluate(
     data: Dataset,
     protocol: str,
@@ -206,13 +274,21 @@ def evaluate(
     positives: dict[tuple, list[int]] = defaultdict(list)
     for seed in seeds:
         split = make_split(data, protocol, seed)
+        for qs in split.query_sets:
+            if qs.segment == "melu":
+                for ref, means in reference_ratings(split.train, qs, split.test).items():
+                    for metric, value in means.items():
+                        per_seed[(ref, qs.segment, qs.support, metric)].append((value, len(qs)))
         for name in models:
             scorer = _with_seed(make_scorer(name, **params.get(name, {})), seed)
             t0 = time.perf_counter()
             scorer.fit(split.train)
             t1 = time.perf_counter()
             for qs in split.query_sets:
-                means, users = evaluate_query_set(scorer, qs, cutoffs, seed)
+                if qs.segment == "melu":
+                    means, users = evaluate_ratings(scorer, qs, split.test), len(qs)
+                else:
+                    means, users = evaluate_query_set(scorer, qs, cutoffs, seed)
                 for metric, value in means.items():
                     per_seed[(name, qs.segment, qs.support, metric)].append((value, users))
             for row in evaluate_tasks(scorer, split, seed, negatives):

@@ -43,7 +43,7 @@ def summary_tables(results: Results, metrics: Sequence[str] = TABLE_METRICS) -> 
     keys = df[["segment", "support"]].drop_duplicates()
     for seg, sup in keys.itertuples(index=False):
         part = df[(df["segment"] == seg) & ((df["support"] == sup) if pd.notna(sup) else df["support"].isna())]
-        wanted = list(pd.unique(part["metric"])) if seg == "pointwise" else list(metrics)
+        wanted = list(pd.unique(part["metric"])) if seg in ("pointwise", "melu") else list(metrics)
         part = part[part["metric"].isin(wanted)]
         if part.empty:
             continue

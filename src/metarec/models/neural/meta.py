@@ -25,6 +25,7 @@ the support set, exactly as a new user's request looks.
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 class MetaConfig(MultiTaskConfig):
     """Attributes (besides :class:`MultiTaskConfig`'s, which train the starting network):
     inner_steps, inner_lr: adaptation steps and (initial) rate.
-    max_adapt: at most this many history items (the most recent) adapt a user.
+    max_adapt: at most this many history items (a seeded random choice) adapt a user.
     meta_epochs, meta_batch: meta-training epochs and users per episode batch (``meta`` only).
     max_support, query_size: support sizes 1..max_support; query pairs per episode.
     meta_lr: outer learning rate.
@@ -105,46 +106,68 @@ class FinetuneScorer(MultiTaskScorer):
         self.adapter_.eval()
 
     # ---------------------------------------------------------------- adaptation
-    def adapt(self, u, sup_v, sup_b, sup_y, sup_w, create_graph: bool = False):
+    def adapt(self, u, sup_v, sup_b, sup_y, sup_w, sup_r, create_graph: bool = False):
         """Adapted user vectors ``(B, dim)`` from ``u (B, dim)`` and a support of ``S`` pairs
         per user: item vectors ``sup_v (B, S, dim)``, retrieval biases ``sup_b (B, S)``,
-        labels ``sup_y (B, S)`` and weights ``sup_w (B, S)`` (0 = padding)."""
+        labels ``sup_y (B, S)`` (interacted or not), weights ``sup_w (B, S)`` (0 = padding)
+        and values ``sup_r (B, S)`` (a rating, NaN where unknown), which train the regression
+        head and value-threshold tasks (``liked``) where given."""
         import torch
         from torch.func import grad, vmap
 
         net, ad = self.nets_[0], self.adapter_
         heads = list(self.implied_)
+        graded = [t for t in net.tasks if t.kind == "regression" or t.min_value is not None]
 
-        def support_loss(delta, u1, v1, b1, y1, w1):  # one user: (d,), (S, d), (S,), (S,), (S,)
+        def bce(logp, y):
+            logp = logp.clamp(max=-1e-6)
+            return -(y * logp + (1 - y) * torch.log(-torch.expm1(logp)))
+
+        def support_loss(delta, u1, v1, b1, y1, w1, r1):  # one user: (d,), (S, d), (S,) x 4
             uu = (u1 + delta).expand(v1.shape[0], -1)
-            r = (uu * v1).sum(-1) + b1
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(r, y1, reduction="none")
-            if heads:
-                out = net.heads(uu, v1)
-                for name in heads:
-                    logp = out[name].clamp(max=-1e-6)
-                    bce = bce - (y1 * logp + (1 - y1) * torch.log(-torch.expm1(logp)))
-            return (bce * w1).sum() / w1.sum().clamp(min=1.0)
+            logit = (uu * v1).sum(-1) + b1
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, y1, reduction="none")
+            out = net.heads(uu, v1, only=heads + [t.name for t in graded]) if heads or graded else {}
+            for name in heads:
+                loss = loss + bce(out[name], y1)
+            rated = torch.isfinite(r1)
+            r0 = torch.where(rated, r1, torch.zeros_like(r1))
+            for t in graded:
+                if t.kind == "regression":
+                    term = (out[t.name] - r0) ** 2
+                else:
+                    term = bce(out[t.name], (r0 >= t.min_value).float())
+                loss = loss + torch.where(rated, term, torch.zeros_like(term))
+            return (loss * w1).sum() / w1.sum().clamp(min=1.0)
 
-        step = vmap(grad(support_loss), in_dims=(0, 0, 0, 0, 0, 0), randomness="same")
+        step = vmap(grad(support_loss), in_dims=(0, 0, 0, 0, 0, 0, 0), randomness="same")
         delta = ad.delta0.expand(u.shape[0], -1) if self.meta else torch.zeros_like(u)
         lr = ad.log_lr.exp()
         for _ in range(self.config.inner_steps):
-            g = step(delta, u, sup_v, sup_b, sup_y, sup_w)
+            g = step(delta, u, sup_v, sup_b, sup_y, sup_w, sup_r)
             if not create_graph:
                 g = g.detach()
             delta = delta - lr * g
         return u + delta
 
-    def _support(self, history: sp.csr_matrix, rng: np.random.Generator):
-        """Support tensors for each history row: its (most recent ``max_adapt``) items as
-        positives and ``negatives`` random trained items each as negatives, padded."""
+    def _support(self, history: sp.csr_matrix, rng: np.random.Generator | None, values: sp.csr_matrix | None = None):
+        """Support arrays for each history row: its items (a seeded ``max_adapt`` of them at most) as positives
+        with their ``values`` (NaN if none given) and ``negatives`` random trained items each
+        as negatives, padded: ``(items, labels, weights, values)``, each ``(B, S)``. Without
+        ``rng`` (at request time) each row's draws are seeded by its own items, so a user's
+        recommendations do not depend on who else is in the batch."""
         c = self.config
         rows = []
         width = 0
         for r in range(history.shape[0]):
-            items = history.indices[history.indptr[r] : history.indptr[r + 1]][-c.max_adapt :]
-            neg = self._trained_items[rng.integers(0, len(self._trained_items), len(items) * c.negatives)]
+            items = history.indices[history.indptr[r] : history.indptr[r + 1]]
+            if rng is None:
+                row_rng = np.random.default_rng((c.seed, zlib.crc32(np.sort(items).astype(np.int64).tobytes())))
+            else:
+                row_rng = rng
+            if len(items) > c.max_adapt:
+                items = np.sort(row_rng.choice(items, c.max_adapt, replace=False))
+            neg = self._trained_items[row_rng.integers(0, len(self._trained_items), len(items) * c.negatives)]
             neg = neg[~np.isin(neg, items)]
             rows.append((items, neg))
             width = max(width, len(items) + len(neg))
@@ -152,12 +175,15 @@ class FinetuneScorer(MultiTaskScorer):
         idx = np.zeros((b, max(width, 1)), dtype=np.int64)
         y = np.zeros((b, max(width, 1)), dtype=np.float32)
         w = np.zeros((b, max(width, 1)), dtype=np.float32)
+        val = np.full((b, max(width, 1)), np.nan, dtype=np.float32)
         for r, (items, neg) in enumerate(rows):
             k = len(items) + len(neg)
             idx[r, :k] = np.concatenate([items, neg])
             y[r, : len(items)] = 1.0
             w[r, :k] = 1.0
-        return idx, y, w
+            if values is not None:
+                val[r, : len(items)] = np.asarray(values[r, items].todense()).ravel()
+        return idx, y, w, val
 
     def _adapted_users(self, queries: Queries, create_graph: bool = False):
         import torch
@@ -165,39 +191,20 @@ class FinetuneScorer(MultiTaskScorer):
         from metarec.models.neural.network import History
 
         net = self.nets_[0]
-        rng = np.random.default_rng(self.config.seed)
         u = net.users(torch.from_numpy(queries.users), History.build(queries.history))
-        idx, y, w = self._support(queries.history, rng)
+        idx, y, w, val = self._support(queries.history, None, queries.values)
         if not w.any():
             return u
         v, b = net.items(torch.from_numpy(idx.reshape(-1)))
         shape = idx.shape
         with torch.enable_grad():
             return self.adapt(u, v.reshape(*shape, -1), b.reshape(shape), torch.from_numpy(y), torch.from_numpy(w),
-                              create_graph).detach()  # fmt: skip
+                              torch.from_numpy(val), create_graph).detach()  # fmt: skip
 
-    def _score(self, queries: Queries) -> np.ndarray:
-        import torch
-
-        net = self.nets_[0]
+    def _user_vectors(self, net, queries: Queries):
+        """Ranking (the inherited two-stage path) uses each user's adapted vector."""
         net.eval()
-        u = self._adapted_users(queries)
-        n_items = self.n_items_
-        scores = np.zeros((len(queries), n_items), dtype=np.float32)
-        with torch.no_grad():
-            v, _ = net.items(torch.arange(n_items))
-            step = max(1, 131072 // n_items)
-            for s in range(0, len(queries), step):
-                ub = u[s : s + step]
-                uu = ub[:, None, :].expand(-1, n_items, -1).reshape(-1, u.shape[1])
-                out = net.heads(uu, v.repeat(len(ub), 1))
-                business = torch.zeros(len(uu))
-                for t in net.tasks:
-                    wt = self.rank_by_.get(t.name, 0.0)
-                    if wt:
-                        business += wt * (out[t.name].exp() if t.kind == "binary" else out[t.name])
-                scores[s : s + len(ub)] = business.reshape(len(ub), -1).numpy()
-        return scores
+        return self._adapted_users(queries)
 
     def predict_tasks(self, queries: Queries, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
         """Task predictions with each user adapted to their history first."""
@@ -212,8 +219,9 @@ class FinetuneScorer(MultiTaskScorer):
             for s in range(0, len(rows), 65536):
                 sl = slice(s, s + 65536)
                 v, _ = net.items(torch.from_numpy(np.asarray(items[sl], dtype=np.int64)))
-                for t, val in zip(net.tasks, net.heads(u[torch.from_numpy(rows[sl])], v).values(), strict=True):
-                    out[t.name].append((val.exp() if t.kind == "binary" else val).numpy())
+                kinds = {t.name: t.kind for t in net.tasks}
+                for name, val in net.heads(u[torch.from_numpy(rows[sl])], v).items():
+                    out[name].append((val.exp() if kinds[name] == "binary" else val).numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
 
     # ------------------------------------------------------------- meta-training
@@ -237,6 +245,7 @@ class FinetuneScorer(MultiTaskScorer):
         val_users = rng_val.choice(users, size=min(len(users) // 10, 100), replace=False)
         train_users = np.setdiff1d(users, val_users)
         n_tasks = len(net.tasks)
+        reg = next((j for j, t in enumerate(self.tasks_) if t.kind == "regression"), None)
 
         def episode(batch_users: np.ndarray, n: int, r: np.random.Generator):
             sup_rows, qry_u, qry_i, qry_y, qry_pos = [], [], [], [], []
@@ -254,7 +263,13 @@ class FinetuneScorer(MultiTaskScorer):
                 qry_y.append(y)
                 qry_pos.append(np.arange(len(q) + len(neg)) < len(q))
             hist = Queries.from_histories(np.full(len(batch_users), -1), sup_rows, self.n_items_).history
-            return (hist, np.concatenate(qry_u), np.concatenate(qry_i), np.vstack(qry_y).reshape(-1, n_tasks),
+            values = None
+            if reg is not None and r.random() < 0.5:  # requests come with ratings or without
+                ru = np.repeat(np.arange(len(sup_rows)), [len(x) for x in sup_rows])
+                ri = np.concatenate(sup_rows)
+                rv = labels["values"][lookup[batch_users[ru] * self.n_items_ + ri].to_numpy(), reg]
+                values = sp.csr_matrix((rv, (ru, ri)), shape=hist.shape)
+            return (hist, values, np.concatenate(qry_u), np.concatenate(qry_i), np.vstack(qry_y).reshape(-1, n_tasks),
                     np.concatenate(qry_pos).astype(np.float32))  # fmt: skip
 
         scorer = self
@@ -269,10 +284,10 @@ class FinetuneScorer(MultiTaskScorer):
 
                 hist, qu, qi, qy = batch["support"], batch["qu"], batch["qi"], batch["qy"]
                 u = net.users(torch.full((hist.shape[0],), -1), History.build(hist))
-                idx, y, w = scorer._support(hist, batch["rng"])
+                idx, y, w, val = scorer._support(hist, batch["rng"], batch["support_values"])
                 v, b = net.items(torch.from_numpy(idx.reshape(-1)))
                 adapted = scorer.adapt(u, v.reshape(*idx.shape, -1), b.reshape(idx.shape), torch.from_numpy(y),
-                                       torch.from_numpy(w), create_graph=not c.first_order)  # fmt: skip
+                                       torch.from_numpy(w), torch.from_numpy(val), create_graph=not c.first_order)  # fmt: skip
                 qv, qb = net.items(qi)
                 losses, retrieval = net.losses(adapted[qu], qv, qb, qy, batch["any"])
                 total = retrieval + sum(losses.values())
@@ -285,8 +300,8 @@ class FinetuneScorer(MultiTaskScorer):
                 batch_users = np.array([u for u in order[s : s + c.meta_batch] if len(by_user[u]) >= n + 5])
                 if len(batch_users) == 0:
                     continue
-                hist, qu, qi, qy, is_pos = episode(batch_users, n, r)
-                yield {"support": hist, "qu": qu, "qi": qi, "qy": qy, "any": is_pos,
+                hist, values, qu, qi, qy, is_pos = episode(batch_users, n, r)
+                yield {"support": hist, "support_values": values, "qu": qu, "qi": qi, "qy": qy, "any": is_pos,
                        "rng": np.random.default_rng(int(r.integers(1 << 31)))}  # fmt: skip
 
         val_sets = []

@@ -14,7 +14,8 @@ Task losses are combined with fixed weights or learned uncertainty weights (Kend
 Cipolla, CVPR 2018: ``exp(-s_t) L_t + s_t / 2`` for binary tasks, half of the first term for
 regression); the weights ``exp(-s_t)`` are logged per epoch in ``training_.history``.
 
-Ranking uses a business score, ``sum_t w_t * P_t`` over binary tasks (``rank_by``). Catalogues
+Ranking uses a business score, ``sum_t w_t * P_t`` (``rank_by``; by default the probability
+of an interaction, which is what ranking protocols count). Catalogues
 of more than ``full_rank`` candidates are first cut to ``rerank`` items per user by the
 network's retrieval score ``<u, v>``.
 """
@@ -50,7 +51,8 @@ class MultiTaskConfig(ContentConfig):
     funnel: ``parent>child`` pairs, e.g. ``pv>buy``: P(child) = P(parent) P(child | parent) (ESMM).
     weighting: ``uncertainty`` (learned) or ``fixed`` (``task_weights``).
     task_weights: fixed weights, e.g. ``buy=2,pv=0.5`` (default 1 each).
-    rank_by: the business score, e.g. ``pv=1,cart=3,buy=10`` (default: 1 per binary task).
+    rank_by: the business score, e.g. ``pv=1,cart=3,buy=10``; default: the probability of an
+        interaction (the tasks every event implies, such as ``rated``; else 1 per binary task).
     monitor: the tasks whose validation scores pick the best epoch, e.g. ``buy`` (default: all).
     negatives: random items (among those seen in training) per training pair, resampled every epoch.
     content: use the items' content vectors when the data has item text.
@@ -179,6 +181,7 @@ class MultiTaskScorer(ContentScorer):
             self.item_vectors_ = np.zeros((self.n_items_, 0), dtype=np.float32)
             self.has_content_ = np.zeros(self.n_items_, dtype=bool)
         self.tasks_ = resolve_tasks(data, self.config.tasks)
+        self.event_types_ = list(data.event_types)
         self._check_config()
         self.user_attrs_ = user_attributes(data)
         self.item_attrs_ = item_attributes(data)
@@ -208,7 +211,14 @@ class MultiTaskScorer(ContentScorer):
         self.funnel_ = _funnel(c.funnel, self.tasks_) if not self.per_task else {}
         self.task_weights_ = _weights(c.task_weights, names, "task_weights")
         rank = _weights(c.rank_by, names, "rank_by")
-        self.rank_by_ = rank or {t.name: 1.0 for t in self.tasks_ if t.kind == "binary"}
+        if rank:
+            self.rank_by_ = rank
+        elif not hasattr(self, "rank_by_"):
+            # Default: the probability of an interaction, which is what ranking protocols count:
+            # the tasks every event implies (``rated``), else every binary task.
+            implied = [t.name for t in self.tasks_ if t.kind == "binary" and t.min_value is None
+                       and set(self.event_types_) <= set(t.events)]  # fmt: skip
+            self.rank_by_ = {n: 1.0 for n in implied} or {t.name: 1.0 for t in self.tasks_ if t.kind == "binary"}
 
     def _labels(self, data: Dataset) -> dict[str, np.ndarray]:
         """Distinct training pairs and their label per task (NaN: none)."""
@@ -367,31 +377,37 @@ class MultiTaskScorer(ContentScorer):
         return list(self.tasks_)
 
     # ------------------------------------------------------------------ ranking
-    def _score(self, queries: Queries) -> np.ndarray:
+    def _user_vectors(self, net, queries: Queries):
+        """The user vectors ``(B, dim)`` one network ranks with (overridden by models that
+        adapt them to the history first)."""
         import torch
 
         from metarec.models.neural.network import History
 
+        return net.users(torch.from_numpy(queries.users), History.build(queries.history))
+
+    def _score(self, queries: Queries) -> np.ndarray:
+        import torch
+
         n_users, n_items = len(queries), self.n_items_
         scores = np.zeros((n_users, n_items), dtype=np.float32)
         cut = n_items > self.config.full_rank
+        all_items = torch.arange(n_items)
         with torch.no_grad():
-            hist = History.build(queries.history)
-            users = torch.from_numpy(queries.users)
-            all_items = torch.arange(n_items)
+            vectors = [self._user_vectors(net, queries).detach() for net in self.nets_]
             cand = None
             if cut:
                 # Retrieval: the first network's <u, v> + b picks `rerank` items per user.
-                net = self.nets_[0]
-                u = net.users(users, hist)
-                v, b = net.items(all_items)
-                r = net.retrieval(u, v, b)
-                k = min(self.config.rerank, n_items)
-                cand = torch.topk(r, k, dim=1).indices  # (B, k)
+                v, b = self.nets_[0].items(all_items)
+                r = self.nets_[0].retrieval(vectors[0], v, b)
+                cand = torch.topk(r, min(self.config.rerank, n_items), dim=1).indices  # (B, k)
                 scores[:] = (torch.sigmoid(r) - 10.0).numpy()  # below every reranked item
-            for net in self.nets_:
-                u = net.users(users, hist)
+            for net, u in zip(self.nets_, vectors, strict=True):
                 v, _ = net.items(all_items)
+                kinds = {t.name: t.kind for t in net.tasks}
+                wanted = [n for n in kinds if self.rank_by_.get(n, 0.0)]
+                if not wanted:
+                    continue
                 step = max(1, 131072 // (cand.shape[1] if cut else n_items))
                 for s in range(0, n_users, step):
                     ub = u[s : s + step]
@@ -403,11 +419,9 @@ class MultiTaskScorer(ContentScorer):
                         uu = ub[:, None, :].expand(-1, n_items, -1).reshape(-1, u.shape[1])
                         vv = v.repeat(len(ub), 1)
                     business = torch.zeros(len(uu))
-                    for name, val in net.heads(uu, vv).items():
-                        w = self.rank_by_.get(name, 0.0)
-                        if w:
-                            t = next(t for t in net.tasks if t.name == name)
-                            business += w * (val.exp() if t.kind == "binary" else val)
+                    for name, val in net.heads(uu, vv, only=wanted).items():
+                        if name in wanted:
+                            business += self.rank_by_[name] * (val.exp() if kinds[name] == "binary" else val)
                     part = business.reshape(len(ub), -1).numpy()
                     if cut:
                         rows = np.arange(s, s + len(ub))[:, None]
@@ -442,6 +456,7 @@ class MultiTaskScorer(ContentScorer):
             "tasks": [dataclasses.asdict(t) for t in self.tasks_],
             "groups": [[t.name for t in g] for g in self.groups_],
             "rating_mean": self.rating_mean_,
+            "rank_by": self.rank_by_,
         }
         state["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy()
         h = self.history_
@@ -461,6 +476,7 @@ class MultiTaskScorer(ContentScorer):
         by_name = {t.name: t for t in self.tasks_}
         self.groups_ = [[by_name[n] for n in g] for g in meta["groups"]]
         self.rating_mean_ = meta["rating_mean"]
+        self.rank_by_ = meta["rank_by"]
         self._check_config()
         self.user_attrs_ = Attributes.from_state(state, "user_attrs")
         self.item_attrs_ = Attributes.from_state(state, "item_attrs")

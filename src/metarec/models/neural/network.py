@@ -229,21 +229,28 @@ class TaskNet(nn.Module):
         return u
 
     # --------------------------------------------------------------------- heads
-    def heads(self, u: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
+    def heads(self, u: torch.Tensor, v: torch.Tensor, only: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Per task, pairwise outputs for rows ``u (n, dim)`` and ``v (n, dim)``: binary tasks
-        give log-probabilities ``log P``, regression tasks predicted values."""
+        give log-probabilities ``log P``, regression tasks predicted values. ``only``: compute
+        just these tasks (and their funnel parents)."""
         x = torch.cat([u, v, u * v], dim=1)
+        needed = set(only) if only is not None else {t.name for t in self.tasks}
+        for name in list(needed):
+            while name in self.funnel:
+                name = self.funnel[name]
+                needed.add(name)
+        tasks = [t for t in self.tasks if t.name in needed]
         if self.architecture in ("mmoe", "ple"):
             shared = [ex(x) for ex in self.experts]
             bottoms = {}
-            for t in self.tasks:
+            for t in tasks:
                 own = [self.task_experts[t.name](x)] if self.architecture == "ple" else []
                 e = torch.stack(shared + own, dim=1)  # (n, E, h)
                 bottoms[t.name] = (F.softmax(self.gates[t.name](x), dim=1)[:, :, None] * e).sum(1)
         else:
             h = self.bottom(x)
-            bottoms = {t.name: h for t in self.tasks}
-        raw = {t.name: self.head[t.name](bottoms[t.name]).squeeze(-1) for t in self.tasks}
+            bottoms = {t.name: h for t in tasks}
+        raw = {t.name: self.head[t.name](bottoms[t.name]).squeeze(-1) for t in tasks}
         out: dict[str, torch.Tensor] = {}
 
         def resolve(task: Task) -> torch.Tensor:
@@ -259,7 +266,7 @@ class TaskNet(nn.Module):
                 out[task.name] = logp
             return out[task.name]
 
-        for t in self.tasks:
+        for t in tasks:
             resolve(t)
         return out
 
