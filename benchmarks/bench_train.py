@@ -28,7 +28,6 @@ CONFIGS = {
 
 
 def _child(data: str | None, fmt: str | None, model: str | None, params: dict, epochs: int) -> None:
-    import numpy as np
     import torch
 
     from metarec.data import load_dataset
@@ -48,7 +47,6 @@ def _child(data: str | None, fmt: str | None, model: str | None, params: dict, e
         pairs = len(d.pairs())
         examples = pairs * (1 + m.config.negatives) * epochs * len(m.nets_)
         out = {"examples_per_s": examples / epoch_s, "train_s": total, "nets": len(m.nets_)}
-        _ = np.zeros(1)
     out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 

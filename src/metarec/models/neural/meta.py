@@ -92,17 +92,12 @@ class FinetuneScorer(MultiTaskScorer):
     meta = False
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
-        import torch
-
         super()._fit(data, matrix)
         net = self.nets_[0]
         self.implied_ = _implied(net.tasks, data.event_types)
         self.adapter_ = _adapter(net, self.config.dim, self.config)
         if self.meta:
             self._meta_train(data)
-        with torch.no_grad():
-            if not self.meta:
-                self.adapter_.log_lr.fill_(float(np.log(self.config.inner_lr)))
         self.adapter_.eval()
 
     # ---------------------------------------------------------------- adaptation
@@ -214,14 +209,13 @@ class FinetuneScorer(MultiTaskScorer):
         net.eval()
         u = self._adapted_users(queries)
         rows = np.asarray(rows, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
         out: dict[str, list] = {t.name: [] for t in net.tasks}
         with torch.no_grad():
             for s in range(0, len(rows), 65536):
                 sl = slice(s, s + 65536)
-                v, _ = net.items(torch.from_numpy(np.asarray(items[sl], dtype=np.int64)))
-                kinds = {t.name: t.kind for t in net.tasks}
-                for name, val in net.heads(u[torch.from_numpy(rows[sl])], v).items():
-                    out[name].append((val.exp() if kinds[name] == "binary" else val).numpy())
+                for name, val in self._outputs(net, u[torch.from_numpy(rows[sl])], items[sl]).items():
+                    out[name].append(val)
         return {k: np.concatenate(v) for k, v in out.items()}
 
     # ------------------------------------------------------------- meta-training

@@ -347,7 +347,6 @@ class MultiTaskScorer(ContentScorer):
 
         device = net.content.device
         out: dict[str, list[np.ndarray]] = {t.name: [] for t in net.tasks}
-        kinds = {t.name: t.kind for t in net.tasks}
         hist, hrows = history if history is not None else user_histories(self.history_, users)
         was_training = net.training
         net.eval()
@@ -356,11 +355,20 @@ class MultiTaskScorer(ContentScorer):
                 sl = slice(s, s + chunk)
                 h = History.build(hist, hrows[sl], None if drop is None else drop[sl]).to(device)
                 u = net.users(torch.from_numpy(users[sl]).to(device), h)
-                v, _ = net.items(torch.from_numpy(items[sl]).to(device))
-                for name, val in net.heads(u, v).items():
-                    out[name].append((val.exp() if kinds[name] == "binary" else val).cpu().numpy())
+                for name, val in self._outputs(net, u, items[sl]).items():
+                    out[name].append(val)
         net.train(was_training)
         return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
+
+    @staticmethod
+    def _outputs(net, u, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Per task, the network's prediction for rows ``u`` and ``items``: a probability for
+        binary tasks, a value for regression."""
+        import torch
+
+        v, _ = net.items(torch.from_numpy(np.asarray(items, dtype=np.int64)).to(u.device))
+        kinds = {t.name: t.kind for t in net.tasks}
+        return {name: (val.exp() if kinds[name] == "binary" else val).cpu().numpy() for name, val in net.heads(u, v).items()}
 
     def predict_tasks(self, queries: Queries, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
         """Per task, the prediction for pairs ``(queries[rows[k]], items[k])``: a probability
