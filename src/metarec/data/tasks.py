@@ -101,6 +101,16 @@ def resolve_tasks(data: Dataset, spec: str | None = None) -> list[Task]:
     return tasks
 
 
+def interaction_tasks(tasks: list[Task], event_types: list[str]) -> list[str]:
+    """Names of the binary tasks that any interaction implies (``rated`` for ratings): the
+    probability of an interaction, which ranking protocols count.
+
+    >>> interaction_tasks(parse_tasks("rated=rating,liked=rating>=4,rating~rating"), ["rating"])
+    ['rated']
+    """
+    return [t.name for t in tasks if t.kind == "binary" and t.min_value is None and set(event_types) <= set(t.events)]
+
+
 def task_labels(interactions: pd.DataFrame, task: Task) -> pd.DataFrame:
     """Per (user, item) pair with a qualifying event: ``label`` (1.0 for a binary task,
     the mean value for a regression task)."""

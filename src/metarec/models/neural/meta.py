@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
+from metarec.data.tasks import interaction_tasks
 from metarec.models.neural.multitask import MultiTaskConfig, MultiTaskScorer
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,6 @@ def _adapter(net, dim: int, config: MetaConfig):
     return Adapter()
 
 
-def _implied(tasks, event_types: list[str]) -> list[str]:
-    """Binary tasks that any interaction implies (``rated`` for ratings)."""
-    return [t.name for t in tasks if t.kind == "binary" and t.min_value is None and set(event_types) <= set(t.events)]
-
-
 class FinetuneScorer(MultiTaskScorer):
     """The multi-task network, fine-tuned on each user's history at request time."""
 
@@ -94,7 +90,7 @@ class FinetuneScorer(MultiTaskScorer):
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         super()._fit(data, matrix)
         net = self.nets_[0]
-        self.implied_ = _implied(net.tasks, data.event_types)
+        self.implied_ = interaction_tasks(net.tasks, data.event_types)
         self.adapter_ = _adapter(net, self.config.dim, self.config)
         if self.meta:
             self._meta_train(data)

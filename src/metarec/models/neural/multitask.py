@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
-from metarec.data.tasks import Task, resolve_tasks, task_labels
+from metarec.data.tasks import Task, interaction_tasks, resolve_tasks, task_labels
 from metarec.encoders.content import ContentConfig, item_content
 from metarec.errors import ConfigError
 from metarec.models.content.base import ContentScorer
@@ -216,8 +216,7 @@ class MultiTaskScorer(ContentScorer):
         elif not hasattr(self, "rank_by_"):
             # Default: the probability of an interaction, which is what ranking protocols count:
             # the tasks every event implies (``rated``), else every binary task.
-            implied = [t.name for t in self.tasks_ if t.kind == "binary" and t.min_value is None
-                       and set(self.event_types_) <= set(t.events)]  # fmt: skip
+            implied = interaction_tasks(self.tasks_, self.event_types_)
             self.rank_by_ = {n: 1.0 for n in implied} or {t.name: 1.0 for t in self.tasks_ if t.kind == "binary"}
 
     def _labels(self, data: Dataset) -> dict[str, np.ndarray]:
