@@ -3,9 +3,6 @@ restart. Loopback only, bounded in count and time."""
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,31 +14,9 @@ from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
 from metarec.models import make_scorer  # noqa: E402
 from metarec.models.io import save_model  # noqa: E402
 from metarec.serving.retrain import retrain  # noqa: E402
+from tests.serving.servers import free_port, start_server  # noqa: E402
 
 KEY = {"X-API-Key": "k"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model_dir, store, port):
-    cmd = [sys.executable, "-m", "metarec.cli", "serve", "--model", str(model_dir), "--store", store,
-           "--port", str(port), "--api-key", "k"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode()[-2000:])
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 @pytest.fixture(scope="module")

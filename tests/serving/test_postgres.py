@@ -63,3 +63,89 @@ def test_two_replicas_share_one_store(pg_url, tmp_path):
         assert b.get("/items/shared-new").status_code == 200
         assert a.delete("/items/i00050", headers=KEY).status_code == 200
         assert b.get("/items/i00050").status_code == 404
+
+
+def test_a_replica_killed_mid_traffic_loses_no_acknowledged_event(pg_url, tmp_path):
+    """Two `metarec serve` processes on one PostgreSQL store, traffic into both; replica A is
+    SIGKILLed mid-traffic. Every event either replica acknowledged is in the store, replica B
+    serves them, and B's next recommendation reflects the clicks A took."""
+    import signal
+    import threading
+    import time
+
+    import httpx
+
+    from tests.serving.servers import free_port, start_server
+
+    data = make_world(WorldConfig(n_users=100, n_items=60, seed=9))
+    save_model(make_scorer("ease").fit(data), data, tmp_path / "m")
+    ports = free_port(), free_port()
+    a, b = (start_server(tmp_path / "m", pg_url, p) for p in ports)
+    try:
+        before = [x["id"] for x in httpx.get(f"http://127.0.0.1:{ports[1]}/users/solo/recommendations?n=10").json()["items"]]
+        acked: set[str] = set()
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def ingest(port: int, tag: str) -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=KEY, timeout=5) as c:
+                for k in range(2000):
+                    if stop.is_set():
+                        return
+                    batch = [{"event_id": f"{tag}-{k}-{j}", "user_id": f"u{j % 7}", "item_id": f"i{(k + j) % 60:05d}"}
+                             for j in range(5)]  # fmt: skip
+                    try:
+                        r = c.post("/events", json={"events": batch})
+                    except httpx.HTTPError:
+                        return  # the replica is gone: what it did not acknowledge may be lost
+                    if r.status_code == 200:
+                        with lock:
+                            acked.update(e["event_id"] for e in batch)
+
+        # The clicks of a new user, through A only, acknowledged before the kill.
+        clicked = ["i00004", "i00017", "i00033"]
+        r = httpx.post(f"http://127.0.0.1:{ports[0]}/events", headers=KEY,
+                       json={"events": [{"user_id": "solo", "item_id": i} for i in clicked]})  # fmt: skip
+        assert r.status_code == 200
+        threads = [threading.Thread(target=ingest, args=(ports[0], f"a{t}")) for t in range(2)]
+        threads.append(threading.Thread(target=ingest, args=(ports[1], "b")))
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=10)
+        time.sleep(0.5)  # B keeps taking traffic after A is gone
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        assert sum(e.startswith("a") for e in acked) > 50 and sum(e.startswith("b") for e in acked) > 50
+        stored = set()
+        for u in range(7):
+            r = httpx.get(f"http://127.0.0.1:{ports[1]}/users/u{u}/events", params={"n": 10_000}, timeout=10)
+            events = r.json()["events"]
+            assert len(events) < 10_000  # all of them came back
+            stored.update(e["event_id"] for e in events)
+        assert acked <= stored, f"{len(acked - stored)} acknowledged events lost"
+        after = [x["id"] for x in httpx.get(f"http://127.0.0.1:{ports[1]}/users/solo/recommendations?n=10").json()["items"]]
+        assert after != before and not set(clicked) & set(after)
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait(timeout=10)
+
+
+def test_reads_leave_no_transaction_open(pg_url):
+    """A replica that only reads must not sit idle in a transaction (locks, vacuum)."""
+    store = open_store(pg_url)
+    try:
+        store.add_events([Event("r1", "u", "i1", "view")])
+        store.user_events("u")
+        store.events_since(0)
+        store.items()
+        store.user("u")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            states = [r[0] for r in conn.execute(
+                "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]  # fmt: skip
+        assert "idle in transaction" not in states and states
+    finally:
+        store.close()

@@ -108,18 +108,12 @@ class EventStore:
         if n is not None:
             sql += " LIMIT ?"
             args.append(int(n))
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute(self._sql(sql), args)
-            return [Event(*r[:6], seq=r[6]) for r in cur.fetchall()]
+        return [Event(*r[:6], seq=r[6]) for r in self._query(sql, args)]
 
     def events_since(self, seq: int = 0, limit: int = 100_000) -> list[Event]:
         """Events with a sequence number above ``seq``, oldest first (for replay and replicas)."""
         sql = "SELECT event_id, user_id, item_id, type, value, ts, seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute(self._sql(sql), [int(seq), int(limit)])
-            return [Event(*r[:6], seq=r[6]) for r in cur.fetchall()]
+        return [Event(*r[:6], seq=r[6]) for r in self._query(sql, [int(seq), int(limit)])]
 
     def all_events(self) -> Iterator[Event]:
         seq = 0
@@ -148,13 +142,8 @@ class EventStore:
 
     def items(self, since: float = -1.0) -> list[StoredItem]:
         """Item changes (oldest first), those after ``since`` (an ``updated`` time) if given."""
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute(
-                self._sql("SELECT item_id, text, attributes, deleted, updated FROM items WHERE updated > ? ORDER BY updated"),
-                [since],
-            )
-            return [StoredItem(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in cur.fetchall()]
+        sql = "SELECT item_id, text, attributes, deleted, updated FROM items WHERE updated > ? ORDER BY updated"
+        return [StoredItem(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in self._query(sql, [since])]
 
     def upsert_user(self, user_id: str, attributes: dict[str, Any]) -> None:
         sql = (
@@ -164,11 +153,19 @@ class EventStore:
         self._write(sql, [user_id, json.dumps(attributes), time.time()])
 
     def user(self, user_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT attributes FROM users WHERE user_id = ?", [user_id])
+        return json.loads(rows[0][0]) if rows else None
+
+    def _query(self, sql: str, args: list[Any]) -> list[tuple]:
+        """Rows of one read, whose transaction is closed at once: a replica that only reads
+        must not sit "idle in transaction" (holding locks, holding back vacuum)."""
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute(self._sql("SELECT attributes FROM users WHERE user_id = ?"), [user_id])
-            row = cur.fetchone()
-        return json.loads(row[0]) if row else None
+            try:
+                cur.execute(self._sql(sql), args)
+                return cur.fetchall()
+            finally:
+                self._conn.rollback()
 
     def _write(self, sql: str, args: list[Any]) -> None:
         with self._lock:
