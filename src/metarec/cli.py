@@ -84,13 +84,14 @@ def _load(args: argparse.Namespace):
 
 
 def _model_params(specs: Sequence[str] | None, models: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["ease.l2=300"]`` -> ``{"ease": {"l2": 300}}``; a bare ``l2=300`` applies to every model."""
+    """``["ease.l2=300"]`` -> ``{"ease": {"l2": 300}}``; a bare ``l2=300`` applies to every model;
+    ``ensemble.ials.factors=128`` -> ``{"ensemble": {"ials.factors": 128}}`` (a member's parameter)."""
     from metarec.models.registry import parse_params
 
     out: dict[str, dict[str, Any]] = {m: {} for m in models}
     for spec in specs or []:
         key, _, value = spec.partition("=")
-        model, dot, name = key.rpartition(".")
+        model, dot, name = key.partition(".")
         targets = [model] if dot else list(models)
         for m in targets:
             if m not in out:

@@ -6,6 +6,12 @@ generator (a function of a numpy ``Generator``, so batches are seeded) and, opti
 validation function (higher is better) for early stopping. The loop keeps the best weights,
 restores them at the end, and can write them as safetensors checkpoints.
 
+Weight averaging (``average``): ``ema`` keeps an exponential moving average of the weights,
+updated after every step; ``swa`` the plain average of the weights at the end of each epoch
+from ``swa_start`` on (stochastic weight averaging, Izmailov et al. 2018). Both use
+``torch.optim.swa_utils.AveragedModel``; the averaged weights are what is validated, kept and
+returned.
+
 >>> import torch
 >>> class Mean(torch.nn.Module):
 ...     def __init__(self):
@@ -46,6 +52,9 @@ class TrainConfig:
     seed: seeds torch and the batch generator.
     progress: show a progress bar per epoch.
     checkpoint_dir: if set, the best weights are written there as ``best.safetensors``.
+    average: ``none``, ``ema`` or ``swa`` (see the module docstring).
+    ema_decay: the EMA's weight on the past per step.
+    swa_start: the first epoch whose weights SWA averages.
     """
 
     epochs: int = 30
@@ -56,6 +65,12 @@ class TrainConfig:
     seed: int = 42
     progress: bool = False
     checkpoint_dir: str | None = None
+    average: str = "none"
+    ema_decay: float = 0.99
+    swa_start: int = 1
+
+
+AVERAGING = ("none", "ema", "swa")
 
 
 @dataclass
@@ -95,6 +110,30 @@ def _to_device(batch: Any, device: Any) -> Any:
     return batch.to(device) if hasattr(batch, "to") else batch  # tensors, and objects of tensors
 
 
+def _averager(model: Any, config: TrainConfig) -> Any:
+    """An ``AveragedModel`` of ``model`` for ``config.average`` (``None`` for ``none``)."""
+    if config.average not in AVERAGING:
+        from metarec.errors import ConfigError
+
+        raise ConfigError(f"average must be one of {AVERAGING}, not {config.average!r}")
+    if config.average == "none":
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    fn = get_ema_multi_avg_fn(config.ema_decay) if config.average == "ema" else None
+    return AveragedModel(model, multi_avg_fn=fn, use_buffers=True)
+
+
+def _swap_in_average(model: Any, averaged: Any) -> dict[str, Any] | None:
+    """Load the averaged weights into ``model``; returns its own weights to restore (``None``
+    when nothing is averaged yet)."""
+    if averaged is None or int(averaged.n_averaged) == 0:
+        return None
+    current = copy.deepcopy(model.state_dict())
+    model.load_state_dict(averaged.module.state_dict())
+    return current
+
+
 def train(
     model: Any,
     batches: Callable[[np.random.Generator], Iterable[dict[str, Any]]],
@@ -116,6 +155,7 @@ def train(
     device = resolve_device(config.device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    averaged = _averager(model, config)
     result = TrainResult()
     best_state = None
     waited = 0
@@ -146,13 +186,19 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 opt.step()
+                if config.average == "ema":
+                    averaged.update_parameters(model)
                 for k, v in losses.items():
                     sums[k] += float(v.detach())
                 n += 1
             record = {k: v / max(n, 1) for k, v in sums.items()}
             record["epoch"] = epoch
+            if config.average == "swa" and epoch >= config.swa_start:
+                averaged.update_parameters(model)
             if validate is not None:
                 model.eval()
+                # The averaged weights (once there are any) are the ones validated and kept.
+                current = _swap_in_average(model, averaged)
                 with torch.no_grad():
                     score = float(validate(model))
                 record["validation"] = score
@@ -161,6 +207,8 @@ def train(
                     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
                 else:
                     waited += 1
+                if current is not None:
+                    model.load_state_dict(current)
             record["seconds"] = time.perf_counter() - t0
             result.history.append(record)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
@@ -174,6 +222,7 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
+        _swap_in_average(model, averaged)
         result.best_epoch = len(result.history) - 1
     if config.checkpoint_dir:
         from safetensors.torch import save_file

@@ -24,6 +24,7 @@ FAST = {
     "singletask": {"encoder": "hashing-64", "epochs": 3},
     "finetune": {"encoder": "hashing-64", "epochs": 3},
     "meta": {"encoder": "hashing-64", "epochs": 3, "meta_epochs": 2},
+    "ensemble": {"members": "ease,itemknn,ials", "folds": 1},
 }
 
 

@@ -36,6 +36,24 @@ from metarec.errors import ConfigError, DataError
 
 PROTOCOLS = ("holdout", "temporal", "leave-last", "cold-user", "cold-item", "melu")
 COLD_USER_SUPPORTS = (1, 3, 5, 10, 20)
+#: History-length segments ``(lowest, highest)`` (``None``: no limit): users with no history,
+#: a handful of interactions, some, and many.
+HISTORY_SEGMENTS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 5), (6, 20), (21, None))
+
+
+def segment_names(segments: Sequence[tuple[int, int | None]] = HISTORY_SEGMENTS) -> list[str]:
+    """``["0", "1-5", "6-20", ">20"]``."""
+    return [str(lo) if lo == hi else f">{lo - 1}" if hi is None else f"{lo}-{hi}" for lo, hi in segments]
+
+
+def history_segment(lengths: np.ndarray, segments: Sequence[tuple[int, int | None]] = HISTORY_SEGMENTS) -> np.ndarray:
+    """The segment index of each history length.
+
+    >>> history_segment(np.array([0, 1, 5, 6, 20, 21, 500])).tolist()
+    [0, 1, 1, 2, 2, 3, 3]
+    """
+    lows = np.array([lo for lo, _ in segments])
+    return np.searchsorted(lows, np.asarray(lengths), side="right") - 1
 
 
 @dataclass
@@ -252,6 +270,82 @@ def melu(data: Dataset, seed: int, min_items: int = 13, max_items: int = 100, qu
     rel = pair_matrix(row[qry["user"]].to_numpy(), qry["item"].to_numpy(), *shape)
     qs = QuerySet("melu", None, Queries(new, hist, values), rel)
     return Split("melu", seed, train, [qs], qry[["user", "item", "value"]].reset_index(drop=True))
+
+
+def validation(
+    data: Dataset,
+    seed: int,
+    users: float = 0.5,
+    new_users: float = 0.3,
+    holdout_share: float = 0.25,
+    min_query: int = 3,
+    segments: Sequence[tuple[int, int | None]] = HISTORY_SEGMENTS,
+) -> Split:
+    """A validation split carved from (training) data, for what is fit above the models,
+    such as ensemble weights, never on the test.
+
+    Of the users with at least ``min_query + 1`` pairs, a seeded ``users`` share are
+    validation users. ``new_users`` of them leave training entirely and come back as new users
+    (segment ``cold-user``): each is asked once per history-length segment its pairs can fill,
+    with a history of its first ``n`` pairs (by time when there are timestamps), ``n`` drawn
+    within the segment, and the rest of its pairs relevant. The other validation users (segment ``warm``) lose
+    a random ``holdout_share`` of their pairs (at least one), which are relevant; their history
+    is the rest. ``support`` is ``None``: the history lengths vary per query.
+    """
+    pairs = _ordered_pairs(data)
+    counts = pairs.groupby("user").size()
+    eligible = np.sort(counts.index[counts > min_query].to_numpy())
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(eligible)[: int(round(len(eligible) * users))]
+    n_new = int(round(len(chosen) * new_users))
+    new, warm = np.sort(chosen[:n_new]), np.sort(chosen[n_new:])
+    shape_warm = (len(warm), data.n_items)
+    pairs["pos"] = pairs.groupby("user").cumcount()
+
+    # New users: one query per history-length segment the user can fill (a support size
+    # drawn in the segment; the rest of the user's pairs are relevant), so every segment
+    # gets as many new users as can fill it.
+    c = counts.loc[new].to_numpy()
+    q_user, q_size = [], []
+    for j, cnt in enumerate(c):
+        room = cnt - min_query
+        for lo, hi in segments:
+            if lo <= room:
+                q_user.append(j)
+                q_size.append(int(rng.integers(lo, (room if hi is None else min(hi, room)) + 1)))
+    q_user, q_size = np.asarray(q_user, dtype=np.int64), np.asarray(q_size, dtype=np.int64)
+    p = pairs[pairs["user"].isin(new)]
+    pos = p["pos"].to_numpy()
+    r = pd.Series(np.arange(len(new)), index=new)[p["user"]].to_numpy()
+    # Expand the pairs to every query row of their user.
+    starts = np.searchsorted(q_user, np.arange(len(new)))
+    per_user = np.bincount(q_user, minlength=len(new))
+    rep = per_user[r]
+    pair_idx = np.repeat(np.arange(len(p)), rep)
+    offsets = np.arange(int(rep.sum())) - np.repeat(np.cumsum(rep) - rep, rep)
+    rows = np.repeat(starts[r], rep) + offsets  # the pair's k-th copy goes to its user's k-th query
+    items = p["item"].to_numpy()[pair_idx]
+    in_support = pos[pair_idx] < q_size[rows]
+    shape_new = (len(q_user), data.n_items)
+    hist_new = pair_matrix(rows[in_support], items[in_support], *shape_new)
+    rel_new = pair_matrix(rows[~in_support], items[~in_support], *shape_new)
+
+    # Warm users: a random share of their pairs held out.
+    p = pairs[pairs["user"].isin(warm)].copy()
+    p["key"] = rng.random(len(p))
+    p["rank"] = p.groupby("user")["key"].rank(method="first")
+    n_out = np.maximum(np.floor(p.groupby("user")["user"].transform("size") * holdout_share + 0.5), 1)
+    out = p[p["rank"] <= n_out]
+    keep_event = ~np.isin(data.interactions["user"].to_numpy(), new)
+    train, _ = _train_without_pairs(data.subset(keep_event), out["user"].to_numpy(), out["item"].to_numpy())
+    hist = train.matrix()
+    row = pd.Series(np.arange(len(warm)), index=warm)
+    rel_warm = pair_matrix(row[out["user"]].to_numpy(), out["item"].to_numpy(), *shape_warm)
+    sets = [
+        QuerySet("cold-user", None, Queries(new[q_user], hist_new), rel_new),
+        QuerySet("warm", None, Queries(warm, hist[warm]), rel_warm),
+    ]
+    return Split("validation", seed, train, [qs for qs in sets if len(qs)])
 
 
 def make_split(data: Dataset, protocol: str, seed: int) -> Split:

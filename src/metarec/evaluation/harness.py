@@ -54,7 +54,8 @@ class Results:
     Row keys: ``model``, ``segment``, ``support`` (int or null), ``metric`` (e.g.
     ``NDCG@10``), ``value`` (mean over seeds of the per-user mean), ``std`` (standard
     deviation over seeds, null with a single seed), ``users`` (users averaged over, mean
-    over seeds), and ``seeds``.
+    over seeds), and ``seeds``. ``details`` holds, per model, what a trained model says about
+    itself (``Scorer.describe()``, e.g. an ensemble's weights), one entry per seed.
     """
 
     dataset: str
@@ -62,6 +63,7 @@ class Results:
     seeds: list[int]
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class Results:
             "seeds": self.seeds,
             "rows": self.rows,
             "timings": self.timings,
+            "details": self.details,
         }
 
     def write(self, path: str | Path) -> None:
@@ -78,7 +81,7 @@ class Results:
     @classmethod
     def read(cls, path: str | Path) -> Results:
         d = json.loads(Path(path).read_text())
-        return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}))
+        return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}), d.get("details", {}))
 
     def value(self, model: str, metric: str, segment: str | None = None, support: int | None = None) -> float:
         """The value of one row (first match); KeyError if absent."""
@@ -272,6 +275,7 @@ def evaluate(
     per_seed: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     positives: dict[tuple, list[int]] = defaultdict(list)
+    details: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for seed in seeds:
         split = make_split(data, protocol, seed)
         for qs in split.query_sets:
@@ -284,6 +288,8 @@ def evaluate(
             t0 = time.perf_counter()
             scorer.fit(split.train)
             t1 = time.perf_counter()
+            if hasattr(scorer, "describe"):
+                details[name].append({"seed": seed, **scorer.describe()})
             for qs in split.query_sets:
                 if qs.segment == "melu":
                     means, users = evaluate_ratings(scorer, qs, split.test), len(qs)
@@ -324,4 +330,5 @@ def evaluate(
         seeds=list(seeds),
         rows=rows,
         timings={k: dict(v) for k, v in timings.items()},
+        details=dict(details),
     )

@@ -135,6 +135,27 @@ def plot_results(results: Results, out_dir: Path, metric: str = "NDCG@10") -> li
     return files
 
 
+def _ensemble_markdown(model: str, entries: Sequence[dict]) -> list[str]:
+    """An ensemble's weights per history-length segment, and the validation metric of each
+    member and of the ensemble, per seed."""
+    lines = []
+    for e in entries:
+        if "weights" not in e or "members" not in e:
+            continue
+        members = e["members"]
+        lines += [f"### {model}: weights (seed {e.get('seed')})", "",
+                  "| history length | validation users | " + " | ".join(members) + " |",
+                  "|" + "---|" * (len(members) + 2)]  # fmt: skip
+        for seg, users, w in zip(e["segments"], e["segment_users"], e["weights"]):
+            lines.append(f"| {seg} | {users} | " + " | ".join(f"{x:.3f}" for x in w) + " |")
+        val = e.get("validation") or {}
+        if val:
+            lines += ["", f"Validation {e.get('metric', '')} (carved from training): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in val.items())]  # fmt: skip
+        lines.append("")
+    return lines
+
+
 def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
     """The Markdown section of one evaluation run."""
     lines = [
@@ -147,6 +168,8 @@ def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
     ]
     for title, table in summary_tables(results):
         lines += [f"### {title}", "", _markdown(table), ""]
+    for model, entries in results.details.items():
+        lines += _ensemble_markdown(model, entries)
     if results.timings:
         lines += ["### Time per seed (s)", "", "| model | fit | evaluate |", "|---|---|---|"]
         for model, t in results.timings.items():

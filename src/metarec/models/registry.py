@@ -8,13 +8,14 @@ from metarec.errors import ConfigError
 from metarec.models.base import Scorer
 from metarec.models.baselines import BPRScorer, EASEScorer, IALSScorer, ItemKNNScorer, PopScorer
 from metarec.models.content import ContentKNNScorer, HybridScorer, TwoTowerScorer
+from metarec.models.ensemble import EnsembleScorer
 from metarec.models.neural import FinetuneScorer, MetaScorer, MultiTaskScorer, SingleTaskScorer
 
 MODELS: dict[str, type[Scorer]] = {
     cls.name: cls
     for cls in (
         PopScorer, ItemKNNScorer, EASEScorer, IALSScorer, BPRScorer, ContentKNNScorer, HybridScorer, TwoTowerScorer,
-        SingleTaskScorer, MultiTaskScorer, FinetuneScorer, MetaScorer,
+        SingleTaskScorer, MultiTaskScorer, FinetuneScorer, MetaScorer, EnsembleScorer,
     )
 }
 

@@ -53,6 +53,7 @@ class TwoTowerConfig(ContentConfig):
     input_fraction: share of a training user's items shown to the model; it learns to
         predict the rest (a multinomial likelihood over the seen items, as in Mult-DAE).
     epochs, batch_size, lr, weight_decay, patience: training (the shared loop).
+    average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``.
     max_candidates: softmax over all seen items up to this many, else a uniform sample.
     validation_users: share of items held out as cold, and of users with 20% of their items
         held out as warm, for early stopping.
@@ -74,6 +75,8 @@ class TwoTowerConfig(ContentConfig):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 10
+    average: str = "none"
+    ema_decay: float = 0.99
     max_candidates: int = 20_000
     validation_users: float = 0.1
     lexical: bool = True
@@ -236,7 +239,7 @@ class TwoTowerScorer(ContentScorer):
             return float(np.nanmean([warm, cold])) if not (np.isnan(warm) and np.isnan(cold)) else 0.0
 
         cfg = TrainConfig(epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience,
-                          device=c.device, seed=c.seed)  # fmt: skip
+                          device=c.device, seed=c.seed, average=c.average, ema_decay=c.ema_decay)  # fmt: skip
         self.training_ = train(self.net_, batches, validate, cfg)
         self.net_.to("cpu")
         # Items seen only in the validation split keep borrowed embeddings: theirs are untrained.

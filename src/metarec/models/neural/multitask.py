@@ -57,6 +57,8 @@ class MultiTaskConfig(ContentConfig):
     negatives: random items (among those seen in training) per training pair, resampled every epoch.
     content: use the items' content vectors when the data has item text.
     epochs, batch_size, lr, weight_decay, patience, validation: training (the shared loop).
+    average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``
+        (:class:`metarec.training.TrainConfig`).
     full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
     device, seed: where it trains, and the seed of everything random.
     """
@@ -81,6 +83,8 @@ class MultiTaskConfig(ContentConfig):
     weight_decay: float = 0.0
     patience: int = 2
     validation: float = 0.1
+    average: str = "none"
+    ema_decay: float = 0.99
     full_rank: int = 5000
     rerank: int = 100
     seed: int = 42
@@ -322,7 +326,7 @@ class MultiTaskScorer(ContentScorer):
         net = self._net(group)
         objective = _Objective(net, c.weighting if len(group) > 1 else "fixed", self.task_weights_)
         config = TrainConfig(epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience,
-                             device=c.device, seed=c.seed)  # fmt: skip
+                             device=c.device, seed=c.seed, average=c.average, ema_decay=c.ema_decay)  # fmt: skip
         result = train(objective, batches, validate if n_pos else None, config)
         log.info("%s %s: best epoch %d, validation %.4f (%d held-out pairs)", self.name,
                  "+".join(t.name for t in group), result.best_epoch, result.best_score, n_pos)  # fmt: skip

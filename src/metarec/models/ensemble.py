@@ -1,0 +1,385 @@
+"""Model averaging: an ensemble of scorers that ranks better than its best member.
+
+Each member scores the candidates; the scores are normalised per user (``zscore``: mean 0,
+standard deviation 1 over the items the user has not seen; ``rank``: the item's percentile
+among them), so members on different scales can be averaged; the ensemble's score is the
+weighted sum. An item a member cannot score (NaN) gets that member's lowest normalised
+score for the user, so the other members decide; an item no member can score stays NaN.
+
+The weights are fit on a validation split carved from the training data
+(:func:`metarec.data.splits.validation`, never the test): members are trained on what is left,
+score the validation users, and coordinate ascent over non-negative weights that sum to one
+maximises the validation metric (``NDCG@10`` by default) directly, starting from the best
+single member and from equal weights, so the fitted ensemble is at least as good as its best
+member *on validation*. With ``segments``, one weight vector is fit per history-length
+segment (0, 1-5, 6-20, >20 interactions, from :data:`~metarec.data.splits.HISTORY_SEGMENTS`)
+that has ``min_segment_users`` validation users, so users with a handful of interactions lean
+on the members that serve them best; the others use the weights fit on all validation users.
+Then the members are trained again on all the training data (``refit``).
+
+A member written ``name*k`` is a seed ensemble: ``k`` copies trained with seeds ``seed``,
+``seed + 1``, ..., whose normalised scores are averaged before weighting. Member parameters
+are given as ``member.param`` (``ials.factors=128``; on the command line
+``--param ensemble.ials.factors=128``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from metarec.data.dataset import Dataset
+from metarec.data.queries import Queries
+from metarec.data.splits import HISTORY_SEGMENTS, history_segment, segment_names, validation
+from metarec.errors import ConfigError
+from metarec.models.base import Scorer
+from metarec.ranking import top_k
+
+log = logging.getLogger(__name__)
+
+NORMALISATIONS = ("zscore", "rank")
+#: Validation users are sampled down so that member scores fit in about this many cells.
+MAX_VALIDATION_CELLS = 100_000_000
+
+
+@dataclass
+class EnsembleConfig:
+    """Attributes:
+    members: comma-separated model names; ``name*k`` is a seed ensemble of ``k`` copies.
+    normalise: ``zscore`` or ``rank`` (per user, over the items the user has not seen).
+    segments: fit one weight vector per history-length segment (else one for everyone).
+    metric: the validation metric maximised, ``NDCG@k``, ``Recall@k``, ``HitRate@k``, ...
+    validation_users, new_users, holdout_share: the validation split
+        (:func:`metarec.data.splits.validation`). Holding out little (10% of each user's pairs)
+        keeps the members trained for validation close to the members finally used: a
+        model that gains more from data than another (iALS over EASE, on MovieLens) is
+        otherwise under-weighted.
+    folds: validation splits (seeds ``seed``, ``seed + 1``, ...), members trained on each;
+        the weights maximise the metric over all their users (less noise, more training).
+    min_segment_users: validation users a segment needs for weights of its own.
+    refit: train the members again on all the data once the weights are fit.
+    params: member parameters, ``{"ials": {"factors": 128}}``.
+    seed: the validation split; member ``j`` of a seed ensemble gets ``seed + j``.
+    """
+
+    members: str = "ease,itemknn,ials,hybrid"
+    normalise: str = "zscore"
+    segments: bool = True
+    metric: str = "NDCG@10"
+    validation_users: float = 1.0
+    new_users: float = 0.1
+    holdout_share: float = 0.1
+    folds: int = 3
+    min_segment_users: int = 30
+    refit: bool = True
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 42
+
+
+def parse_members(spec: str | list[str]) -> list[tuple[str, int]]:
+    """``"ease,ials*3"`` -> ``[("ease", 1), ("ials", 3)]``.
+
+    >>> parse_members("ease, ials*3")
+    [('ease', 1), ('ials', 3)]
+    """
+    from metarec.models.registry import MODELS
+
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        name, star, copies = part.partition("*")
+        name = name.strip()
+        if name not in MODELS or name == "ensemble":
+            raise ConfigError(f"ensemble member {name!r}: choose from {', '.join(m for m in MODELS if m != 'ensemble')}")
+        try:
+            k = int(copies) if star else 1
+        except ValueError:
+            raise ConfigError(f"ensemble member {part!r}: expected name*copies, e.g. ials*3") from None
+        if k < 1:
+            raise ConfigError(f"ensemble member {part!r}: copies must be at least 1")
+        out.append((name, k))
+    if not out:
+        raise ConfigError("ensemble: no members")
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"ensemble: a member is listed twice in {spec!r}; use name*k for a seed ensemble")
+    return out
+
+
+def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -> np.ndarray:
+    """Per-row normalised scores; statistics over the finite scores of items not in ``history``.
+
+    Items not scorable (NaN) get the row's lowest normalised score (or NaN if nothing in
+    the row is scorable); history items are normalised like the rest.
+
+    >>> s = np.array([[1.0, 2.0, 3.0, np.nan]], dtype=np.float32)
+    >>> normalise(s, sp.csr_matrix((1, 4)), "rank").tolist()
+    [[0.0, 0.5, 1.0, 0.0]]
+    """
+    s = np.asarray(scores, dtype=np.float32)
+    finite = np.isfinite(s)
+    valid = finite.copy()
+    rows, cols = history.nonzero()
+    valid[rows, cols] = False
+    count = valid.sum(axis=1)
+    if how == "zscore":
+        x = np.where(valid, s, 0.0).astype(np.float64)
+        mu = x.sum(axis=1) / np.maximum(count, 1)
+        var = (x * x).sum(axis=1) / np.maximum(count, 1) - mu * mu
+        sd = np.sqrt(np.maximum(var, 0.0))
+        z = ((s - mu[:, None]) / np.where(sd > 1e-9, sd, 1.0)[:, None]).astype(np.float32)
+    elif how == "rank":
+        x = np.where(valid, s, -np.inf)
+        ranks = np.empty_like(s)
+        order = np.argsort(x, axis=1, kind="stable")
+        np.put_along_axis(ranks, order, np.arange(s.shape[1], dtype=np.float32)[None, :], axis=1)
+        low = (s.shape[1] - count)[:, None]  # the first rank a valid item holds
+        z = ((ranks - low) / np.maximum(count - 1, 1)[:, None]).astype(np.float32)
+        # History items: the percentile they would have among the valid items.
+        if len(rows):
+            vs = np.where(valid, s, np.inf)
+            vs.sort(axis=1)
+            for r, c in zip(rows, cols):
+                if finite[r, c]:
+                    z[r, c] = np.searchsorted(vs[r, : count[r]], s[r, c]) / max(count[r] - 1, 1)
+    else:
+        raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {how!r}")
+    z[~finite] = np.nan
+    low = np.where(finite, z, np.inf).min(axis=1)
+    fill = np.where(np.isfinite(low), low, np.nan)
+    return np.where(finite, z, fill[:, None]).astype(np.float32)
+
+
+def coordinate_ascent(
+    objective: Callable[[np.ndarray], float], starts: list[np.ndarray], steps: tuple[float, ...] = (0.4, 0.2, 0.1, 0.05),
+    max_rounds: int = 20,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Maximise ``objective(w)`` over non-negative ``w`` summing to one: from the best of
+    ``starts``, move one coordinate at a time by each step size while that improves it.
+
+    >>> f = lambda w: -((w - np.array([0.2, 0.8])) ** 2).sum()
+    >>> w, v = coordinate_ascent(f, [np.array([1.0, 0.0]), np.array([0.5, 0.5])])
+    >>> np.round(w, 2).tolist()
+    [0.2, 0.8]
+    """
+    values = [objective(w) for w in starts]
+    best_w, best = starts[int(np.argmax(values))].copy(), max(values)
+    for step in steps:
+        for _ in range(max_rounds):
+            improved = False
+            for k in range(len(best_w)):
+                for d in (step, -step):
+                    w = best_w.copy()
+                    w[k] = max(w[k] + d, 0.0)
+                    if w.sum() <= 0 or np.allclose(w / w.sum(), best_w):
+                        continue
+                    w /= w.sum()
+                    v = objective(w)
+                    if v > best + 1e-7:
+                        best_w, best, improved = w, v, True
+            if not improved:
+                break
+    return best_w, best
+
+
+class _Member:
+    """One member: a model, or a seed ensemble of copies of it."""
+
+    def __init__(self, name: str, copies: int, params: dict[str, Any], seed: int) -> None:
+        from metarec.models.registry import make_scorer
+
+        self.name = name if copies == 1 else f"{name}*{copies}"
+        self.scorers = []
+        for j in range(copies):
+            s = make_scorer(name, **params)
+            if "seed" in {f.name for f in dataclasses.fields(s.config)}:
+                s.config = dataclasses.replace(s.config, seed=seed + j)
+            self.scorers.append(s)
+
+    def fit(self, data: Dataset) -> None:
+        for s in self.scorers:
+            s.fit(data)
+
+    def score(self, queries: Queries, how: str) -> np.ndarray:
+        out = None
+        for s in self.scorers:
+            z = normalise(s.score(queries), queries.history, how)
+            out = z if out is None else out + z
+        return out / len(self.scorers)
+
+
+class EnsembleScorer(Scorer):
+    """Weighted average of per-user normalised member scores; weights fit on validation."""
+
+    name = "ensemble"
+    Config = EnsembleConfig
+
+    def __init__(self, config: EnsembleConfig | None = None, **params: Any) -> None:
+        # ``ials.factors=128`` is a member's parameter.
+        nested = {k: v for k, v in params.items() if "." in k}
+        params = {k: v for k, v in params.items() if "." not in k}
+        super().__init__(config, **params)
+        if nested:
+            merged = {m: dict(p) for m, p in self.config.params.items()}
+            for key, value in nested.items():
+                member, _, name = key.partition(".")
+                merged.setdefault(member, {})[name] = value
+            self.config = dataclasses.replace(self.config, params=merged)
+        self.spec_ = parse_members(self.config.members)
+        unknown = set(self.config.params) - {n for n, _ in self.spec_}
+        if unknown:
+            raise ConfigError(f"ensemble: parameters for {', '.join(sorted(unknown))}, which is not a member")
+        if self.config.normalise not in NORMALISATIONS:
+            raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {self.config.normalise!r}")
+        self.segments_ = HISTORY_SEGMENTS if self.config.segments else ((0, None),)
+
+    def _members(self) -> list[_Member]:
+        c = self.config
+        return [_Member(n, k, c.params.get(n, {}), c.seed) for n, k in self.spec_]
+
+    def _member_scores(self, members: list[_Member], queries: Queries) -> np.ndarray:
+        return np.stack([m.score(queries, self.config.normalise) for m in members])  # (K, n, I)
+
+    # ------------------------------------------------------------- training
+    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        c = self.config
+        k = len(self.spec_)
+        self.weights_ = np.full((len(self.segments_), k), 1.0 / k, dtype=np.float32)
+        self.validation_ = {}
+        self.segment_users_ = np.zeros(len(self.segments_), dtype=np.int64)
+        members = None
+        if k > 1:
+            folds = []  # (members' normalised scores, queries, relevant) per validation split
+            for f in range(c.folds):
+                split = validation(data, c.seed + f, c.validation_users, c.new_users, c.holdout_share,
+                                   segments=self.segments_)  # fmt: skip
+                if not split.query_sets:
+                    continue
+                members = self._members()
+                for m in members:
+                    m.fit(split.train)
+                folds.append(self._validation_scores(members, split.query_sets, data.n_items, c.seed + f))
+            if folds:
+                self._fit_weights(folds)
+        if members is None or c.refit or not self.validation_:
+            members = self._members()
+            for m in members:
+                m.fit(data)
+        self.members_ = members
+        for name, w in zip(segment_names(self.segments_), self.weights_):
+            log.info("ensemble weights, history %s: %s", name, dict(zip(self.member_names, w.round(3).tolist())))
+
+    @property
+    def member_names(self) -> list[str]:
+        return [n if k == 1 else f"{n}*{k}" for n, k in self.spec_]
+
+    def _validation_scores(
+        self, members: list[_Member], query_sets: list, n_items: int, seed: int
+    ) -> tuple[np.ndarray, Queries, sp.csr_matrix]:
+        """Members' normalised scores ``(K, n, I)`` for the validation queries with a relevant
+        item (sampled down to :data:`MAX_VALIDATION_CELLS`), the queries and their relevant items."""
+        queries = Queries(
+            np.concatenate([qs.queries.users for qs in query_sets]),
+            sp.vstack([qs.queries.history for qs in query_sets]).tocsr(),
+        )
+        relevant = sp.vstack([qs.relevant for qs in query_sets]).tocsr()
+        keep = np.flatnonzero(relevant.getnnz(axis=1) > 0)
+        cap = max(MAX_VALIDATION_CELLS // (n_items * len(members) * self.config.folds), 100)
+        if len(keep) > cap:
+            keep = np.sort(np.random.default_rng(seed).choice(keep, cap, replace=False))
+        queries, relevant = queries[keep], relevant[keep]
+        return self._member_scores(members, queries), queries, relevant
+
+    def _fit_weights(self, folds: list[tuple[np.ndarray, Queries, sp.csr_matrix]]) -> None:
+        """Coordinate ascent on the validation metric over all folds' users, then per segment."""
+        from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
+
+        c = self.config
+        z = np.nan_to_num(np.concatenate([f[0] for f in folds], axis=1), nan=-1e9)  # (K, n, I)
+        history = sp.vstack([f[1].history for f in folds]).tocsr()
+        seen = history.toarray() > 0
+        rel = sp.vstack([f[2] for f in folds]).toarray() > 0
+        n_rel = rel.sum(axis=1)
+        metric = c.metric
+        name, _, cut = metric.partition("@")
+        if not cut.isdigit() or name not in ("Recall", "Precision", "NDCG", "HitRate", "MRR", "MAP"):
+            raise ConfigError(f"ensemble: metric {metric!r} is not NAME@K, e.g. NDCG@10 or Recall@20")
+        cutoff = int(cut)
+
+        def mean_metric(w: np.ndarray, rows: np.ndarray) -> float:
+            s = np.tensordot(w, z[:, rows], axes=1)
+            s[seen[rows]] = -np.inf
+            top = top_k(s, cutoff)
+            hits = np.take_along_axis(rel[rows], top, axis=1)
+            return float(ranking_metrics(hits, n_rel[rows], (cutoff,))[metric].mean())
+
+        k = z.shape[0]
+        eye = [np.eye(k)[j] for j in range(k)]
+        everyone = np.arange(z.shape[1])
+        self.validation_ = {m: mean_metric(e, everyone) for m, e in zip(self.member_names, eye)}
+        w_all, self.validation_["ensemble"] = coordinate_ascent(lambda w: mean_metric(w, everyone), [*eye, np.full(k, 1.0 / k)])
+        seg = history_segment(history.getnnz(axis=1), self.segments_)
+        for s in range(len(self.segments_)):
+            rows = np.flatnonzero(seg == s)
+            self.segment_users_[s] = len(rows)
+            self.weights_[s] = w_all
+            if len(rows) >= c.min_segment_users and len(self.segments_) > 1:
+                w, v = coordinate_ascent(lambda w, rows=rows: mean_metric(w, rows), [*eye, w_all])
+                log.debug("segment %d: %s -> %.4f (all-user weights %.4f)", s, w.round(3), v, mean_metric(w_all, rows))
+                self.weights_[s] = w
+        log.info("ensemble validation %s: %s", metric, self.validation_)
+
+    # -------------------------------------------------------------- scoring
+    def _score(self, queries: Queries) -> np.ndarray:
+        z = self._member_scores(self.members_, queries)  # (K, n, I)
+        w = self.weights_[history_segment(queries.history.getnnz(axis=1), self.segments_)]  # (n, K)
+        return np.einsum("kni,nk->ni", z, w)
+
+    def describe(self) -> dict[str, Any]:
+        """Members, the weights per segment, validation users per segment and the validation
+        metric of each member and of the ensemble (shown by the evaluation report)."""
+        return {
+            "members": self.member_names,
+            "segments": segment_names(self.segments_),
+            "weights": self.weights_.round(4).tolist(),
+            "segment_users": self.segment_users_.tolist(),
+            "metric": self.config.metric,
+            "validation": self.validation_,
+        }
+
+    # --------------------------------------------------------------- saving
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {
+            **super().get_state(),
+            "weights": self.weights_,
+            "segment_users": self.segment_users_,
+            # validation metric of each member, then of the ensemble (NaN: not fit)
+            "validation": np.array(
+                [self.validation_.get(n, np.nan) for n in [*self.member_names, "ensemble"]], dtype=np.float64
+            ),
+        }
+        for j, m in enumerate(self.members_):
+            for c, s in enumerate(m.scorers):
+                for key, value in s.get_state().items():
+                    state[f"member{j}.{c}.{key}"] = value
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
+        self.weights_ = state["weights"]
+        self.segment_users_ = state["segment_users"]
+        names = [*self.member_names, "ensemble"]
+        self.validation_ = {n: float(v) for n, v in zip(names, state["validation"]) if np.isfinite(v)}
+        self.members_ = self._members()
+        for j, m in enumerate(self.members_):
+            for c, s in enumerate(m.scorers):
+                prefix = f"member{j}.{c}."
+                s.set_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})

@@ -1,0 +1,130 @@
+"""Ensembles: normalisation, weight fitting with known answers, segments, saving, validation split."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from metarec.data import Queries
+from metarec.data.splits import HISTORY_SEGMENTS, history_segment, validation
+from metarec.errors import ConfigError
+from metarec.models import make_scorer
+from metarec.models.ensemble import coordinate_ascent, normalise, parse_members
+from metarec.models.io import load_model, save_model
+from metarec.testing import checkerboard
+
+
+def test_zscore_is_per_user_over_unseen_items_and_nan_gets_the_row_minimum():
+    s = np.array([[10.0, 1.0, 2.0, 3.0, np.nan], [5.0, 5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    hist = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]))
+    z = normalise(s, hist, "zscore")
+    # Row 0: statistics over items 1..3 (item 0 is seen, item 4 not scorable).
+    np.testing.assert_allclose(z[0, 1:4], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)], rtol=1e-5)
+    assert z[0, 0] > z[0, 3]  # the seen item is normalised like the rest
+    assert z[0, 4] == z[0, 1:4].min()
+    np.testing.assert_array_equal(z[1], 0.0)  # a constant row carries no preference
+
+
+def test_rank_normalisation_is_a_percentile_and_a_row_of_nan_stays_nan():
+    s = np.array([[3.0, 1.0, 2.0, 4.0], [np.nan] * 4], dtype=np.float32)
+    z = normalise(s, sp.csr_matrix((2, 4)), "rank")
+    np.testing.assert_allclose(z[0], [2 / 3, 0.0, 1 / 3, 1.0], rtol=1e-6)
+    assert np.isnan(z[1]).all()
+
+
+def test_coordinate_ascent_never_ends_below_its_best_start():
+    rng = np.random.default_rng(0)
+    target = rng.dirichlet(np.ones(4))
+
+    def f(w):
+        return -np.abs(w - target).sum()
+
+    starts = [np.eye(4)[j] for j in range(4)]
+    w, v = coordinate_ascent(f, starts)
+    assert v >= max(f(s) for s in starts)
+    assert np.all(w >= 0) and w.sum() == pytest.approx(1.0)
+    assert np.abs(w - target).sum() < 0.15
+
+
+def test_members_parse_and_bad_members_are_named():
+    assert parse_members("pop, ease*2") == [("pop", 1), ("ease", 2)]
+    for bad, word in (("ease,nope", "nope"), ("ease*x", r"ease\*x"), ("ease,ease", "twice"), ("", "no members"),
+                      ("ensemble", "ensemble")):  # fmt: skip
+        with pytest.raises(ConfigError, match=word):
+            parse_members(bad)
+    with pytest.raises(ConfigError, match="ials"):
+        make_scorer("ensemble", members="ease,pop", **{"ials.factors": 8})
+    with pytest.raises(ConfigError, match="normalise"):
+        make_scorer("ensemble", normalise="softmax")
+
+
+def test_member_parameters_reach_the_members(world):
+    s = make_scorer("ensemble", members="pop,ials", folds=1, **{"ials.factors": 8}).fit(world)
+    ials = s.members_[1].scorers[0]
+    assert ials.config.factors == 8 and ials.item_factors_.shape[1] == 8
+
+
+def test_history_segments():
+    assert HISTORY_SEGMENTS[0] == (0, 0)
+    np.testing.assert_array_equal(history_segment(np.array([0, 3, 7, 30])), [0, 1, 2, 3])
+
+
+def test_validation_split_never_trains_on_what_it_asks(world):
+    v = validation(world, seed=1, users=0.6, new_users=0.5)
+    train = v.train.matrix()
+    segments = {qs.segment: qs for qs in v.query_sets}
+    assert set(segments) == {"cold-user", "warm"}
+    new = segments["cold-user"]
+    assert train[new.queries.users].nnz == 0  # new users left training entirely
+    lengths = new.queries.history.getnnz(axis=1)
+    assert set(history_segment(lengths)) == {0, 1, 2, 3}  # every segment is represented
+    users, asked = np.unique(new.queries.users, return_counts=True)
+    assert asked.max() > 1  # a new user is asked once per segment it can fill
+    for u in users[asked > 1][:5]:  # ... with different history lengths, the same pairs
+        rows = np.flatnonzero(new.queries.users == u)
+        assert len(set(lengths[rows])) == len(rows)
+        total = (new.queries.history[rows] + new.relevant[rows]).toarray()
+        assert (total == total[0]).all() and total.max() == 1
+    warm = segments["warm"]
+    # Held-out pairs are not in training; the history is exactly the user's training row.
+    assert train[warm.queries.users].multiply(warm.relevant).nnz == 0
+    assert (warm.queries.history != train[warm.queries.users]).nnz == 0
+    assert (warm.relevant.getnnz(axis=1) >= 1).all()
+    # Repeatable per seed, different across seeds.
+    again = validation(world, seed=1, users=0.6, new_users=0.5)
+    assert (again.query_sets[1].relevant != warm.relevant).nnz == 0
+    other = validation(world, seed=2, users=0.6, new_users=0.5)
+    assert not np.array_equal(other.query_sets[0].queries.users, new.queries.users)
+
+
+def test_weights_follow_the_member_that_works_per_segment():
+    """On a checkerboard, EASE ranks the missing item of the user's block first and popularity
+    cannot tell blocks apart (both are equally popular): the weights must favour EASE for users
+    with a history, and ensemble must rank as EASE does."""
+    data, missing = checkerboard(n_users=60, n_items=20, seed=0)
+    s = make_scorer("ensemble", members="pop,ease", folds=2, min_segment_users=5).fit(data)
+    d = s.describe()
+    assert d["members"] == ["pop", "ease"] and d["segments"] == ["0", "1-5", "6-20", ">20"]
+    w = np.array(d["weights"])
+    has_history = np.array(d["segment_users"]) >= 5
+    assert (w[1:][has_history[1:], 1] > w[1:][has_history[1:], 0]).all()
+    assert d["validation"]["ensemble"] >= max(d["validation"]["pop"], d["validation"]["ease"])
+    ids, _ = s.recommend(Queries(np.arange(data.n_users), data.matrix()), n=1)
+    assert (ids[:, 0] == missing).mean() >= 0.9
+
+
+def test_a_seed_ensemble_averages_its_copies(world):
+    s = make_scorer("ensemble", members="ials*3", seed=5).fit(world)
+    seeds = [m.config.seed for m in s.members_[0].scorers]
+    assert seeds == [5, 6, 7] and s.member_names == ["ials*3"]
+    q = Queries(np.arange(4), world.matrix()[:4])
+    each = [normalise(m.score(q), q.history) for m in s.members_[0].scorers]
+    np.testing.assert_allclose(s.score(q), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(each[0], each[1])  # the copies differ
+
+
+def test_weights_and_validation_survive_saving(world, tmp_path):
+    s = make_scorer("ensemble", members="pop,ease,itemknn", folds=1).fit(world)
+    save_model(s, world, tmp_path / "m")
+    loaded = load_model(tmp_path / "m").scorer
+    np.testing.assert_array_equal(loaded.weights_, s.weights_)
+    assert loaded.describe() == s.describe()
