@@ -134,16 +134,20 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="per concurrency level (bounded)")
     ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency level (bounded)")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (one per core)")
+    ap.add_argument("--store", help="event store URL, e.g. postgresql://... (default: a fresh SQLite file)")
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model = Path(args.model) if args.model else build_model(workdir, args.items, args.users)
-    store = workdir / "bench-events.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    store_url = args.store
+    if store_url is None:
+        store = workdir / "bench-events.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
+        store_url = f"sqlite:///{store}"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "metarec.cli", "serve", "--model", str(model), "--store", f"sqlite:///{store}",
+    cmd = [sys.executable, "-m", "metarec.cli", "serve", "--model", str(model), "--store", store_url,
            "--port", str(port), "--api-key", "bench", "--workers", str(args.workers)]  # fmt: skip
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -174,7 +178,8 @@ def main() -> None:
                 n, p50, p99 = len(lat), np.percentile(lat, 50), np.percentile(lat, 99)
             print(f"{c:>8}{n:>10}{p50:>9.1f}{p99:>9.1f}{rps:>9.0f}")
         rate = asyncio.run(ingest(base, 4, 10.0, items))
-        print(f"event ingestion (4 clients, batches of 100, SQLite WAL + full sync): {rate:,.0f} events/s")
+        kind = "SQLite WAL + full sync" if store_url.startswith("sqlite") else "PostgreSQL"
+        print(f"event ingestion (4 clients, batches of 100, {kind}): {rate:,.0f} events/s")
     finally:
         os.kill(server.pid, signal.SIGTERM)
         try:

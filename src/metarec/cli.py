@@ -123,6 +123,23 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_clean(args: argparse.Namespace) -> int:
+    from metarec.data.large import clean_large
+
+    value_range = None
+    if args.value_range:
+        try:
+            lo, hi = (float(x) for x in args.value_range.split(","))
+        except ValueError:
+            raise ConfigError(f"--value-range {args.value_range!r}: expected low,high, e.g. 1,5") from None
+        value_range = (lo, hi)
+    report = clean_large(args.data, args.out, args.columns, value_range=value_range, min_core=args.min_core,
+                         memory_limit=args.memory_limit, default_event=args.default_event)  # fmt: skip
+    print("\n".join(report.lines()))
+    print(f"wrote {report.rows_out:,} rows to {args.out}")
+    return 0
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from metarec.data.synthetic import WorldConfig, write_world
 
@@ -140,7 +157,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     config = ContentConfig(encoder=args.encoder, template=args.template, cache_dir=args.cache_dir,
                            device=args.device, allow_download=args.allow_download)  # fmt: skip
     t = time.perf_counter()
-    vectors, has = item_content(data, config, progress=True)
+    vectors, has = item_content(data, config, progress=args.workers == 1, workers=args.workers)
     secs = time.perf_counter() - t
     print(f"{len(vectors)} items ({int(has.sum())} with text) -> {vectors.shape[1]}-d vectors with "
           f"{args.encoder} in {secs:.1f}s ({len(vectors) / max(secs, 1e-9):,.0f} items/s; cached for next time)")  # fmt: skip
@@ -205,10 +222,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     data = _load(args)
     name = args.model or default_model(data)
-    scorer = make_scorer(name, **parse_params(args.param))
-    with _progress(1, f"training {name} on {data.name}") as step:
-        scorer.fit(data)
-        step(f"trained {name}")
+    params = parse_params(args.param)
+    if args.workers > 1:
+        from metarec.distributed import fit_distributed
+
+        print(f"training {name} on {data.name} with {args.workers} Ray Train workers (torch DDP)", flush=True)
+        scorer = fit_distributed(name, params, data, args.workers, threads=args.threads)
+    else:
+        scorer = make_scorer(name, **params)
+        with _progress(1, f"training {name} on {data.name}") as step:
+            scorer.fit(data)
+            step(f"trained {name}")
     path = save_model(scorer, data, args.out)
     print(f"saved {scorer!r} to {path}")
     return 0
@@ -291,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(ins)
     ins.add_argument("--json", action="store_true", help="print JSON")
     ins.set_defaults(func=cmd_data_inspect)
+    cl = data.add_parser("clean", help="clean a log larger than memory (DuckDB, out of core) into Parquet")
+    cl.add_argument("--data", required=True, help="CSV (with a header) or Parquet log")
+    cl.add_argument("--columns", help="column mapping, e.g. user=user_id,item=item_id,event=behavior,timestamp=ts")
+    cl.add_argument("--out", required=True, help="Parquet file to write")
+    cl.add_argument("--value-range", help="drop values outside low,high, e.g. 1,5")
+    cl.add_argument("--min-core", type=int, help="keep only the k-core (distinct user-item pairs)")
+    cl.add_argument("--default-event", default="interaction")
+    cl.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit; it spills to disk beyond it")
+    cl.set_defaults(func=cmd_data_clean)
     syn = data.add_parser("synth", help="write a synthetic world (events.csv, items.csv, users.csv)")
     syn.add_argument("--out", required=True)
     syn.add_argument("--n-users", type=int, default=1500)
@@ -305,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--cache-dir", help="embedding cache (default $METAREC_CACHE or ~/.cache/metarec)")
     enc.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     enc.add_argument("--allow-download", action="store_true", help="let the encoder fetch a model by hub name")
+    enc.add_argument("--workers", type=int, default=1, help="encode with N Ray Data actors (the distributed extra)")
     enc.set_defaults(func=cmd_encode)
 
     tr = sub.add_parser("train", help="train a model and save it as a directory")
@@ -312,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", help="model name (default: the best for the data, e.g. hybrid)")
     tr.add_argument("--param", action="append", help="model parameter name=value (repeatable)")
     tr.add_argument("--out", required=True, help="model directory to write")
+    tr.add_argument("--workers", type=int, default=1,
+                    help="train a neural model with N Ray Train workers, torch DDP (the distributed extra)")
+    tr.add_argument("--threads", type=int, default=1, help="torch threads per worker with --workers")
     tr.set_defaults(func=cmd_train)
 
     rec = sub.add_parser("recommend", help="recommend for a user from a saved model")

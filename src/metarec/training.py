@@ -6,6 +6,13 @@ generator (a function of a numpy ``Generator``, so batches are seeded) and, opti
 validation function (higher is better) for early stopping. The loop keeps the best weights,
 restores them at the end, and can write them as safetensors checkpoints.
 
+Distributed data parallel: when a ``torch.distributed`` process group exists (Ray Train's
+workers, see :mod:`metarec.distributed`), the loop wraps the model in
+``DistributedDataParallel`` (gradients averaged across workers at every step), every worker
+draws the same seeded batch sequence and trains on its share (batch ``j`` goes to worker
+``j mod world``; a last incomplete round is dropped so every worker takes as many steps),
+and rank 0's validation score decides early stopping for all.
+
 Weight averaging (``average``): ``ema`` keeps an exponential moving average of the weights,
 updated after every step; ``swa`` the plain average of the weights at the end of each epoch
 from ``swa_start`` on (stochastic weight averaging, Izmailov et al. 2018). Both use
@@ -134,6 +141,56 @@ def _swap_in_average(model: Any, averaged: Any) -> dict[str, Any] | None:
     return current
 
 
+def _loss_module(model: Any) -> Any:
+    """``DistributedDataParallel`` synchronises the gradients of what runs through ``forward``:
+    a module whose forward is ``model.loss``."""
+    import torch
+
+    class LossForward(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, batch: Any) -> Any:
+            return self.inner.loss(batch)
+
+    return LossForward(model)
+
+
+def _agreed(score: float, world: int) -> float:
+    """Rank 0's score on every worker, so all stop at the same epoch."""
+    if world == 1:
+        return score
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([score], dtype=torch.float64)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def _process_group() -> tuple[int, int]:
+    """``(rank, world size)`` of the current torch.distributed group, ``(0, 1)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _shard(batches: Iterable[Any], rank: int, world: int) -> Iterable[Any]:
+    """Batch ``j`` goes to worker ``j mod world``; an incomplete last round is dropped."""
+    if world == 1:
+        yield from batches
+        return
+    round_: list[Any] = []
+    for batch in batches:
+        round_.append(batch)
+        if len(round_) == world:
+            yield round_[rank]
+            round_ = []
+
+
 def train(
     model: Any,
     batches: Callable[[np.random.Generator], Iterable[dict[str, Any]]],
@@ -156,6 +213,14 @@ def train(
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     averaged = _averager(model, config)
+    rank, world = _process_group()
+    step = model.loss
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Rank 0's initial weights are broadcast; unused parameters (a head a batch does not
+        # reach) are allowed.
+        step = DistributedDataParallel(_loss_module(model), find_unused_parameters=True)
     result = TrainResult()
     best_state = None
     waited = 0
@@ -164,7 +229,7 @@ def train(
         # solution) is kept if no epoch beats it.
         model.eval()
         with torch.no_grad():
-            result.best_score = float(validate(model))
+            result.best_score = _agreed(float(validate(model)), world)
         best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         result.history.append({"epoch": -1, "validation": result.best_score})
         log.info("before training: validation=%.4f", result.best_score)
@@ -181,8 +246,8 @@ def train(
             model.train()
             sums: dict[str, float] = defaultdict(float)
             n = 0
-            for batch in batches(rng):
-                losses = model.loss(_to_device(batch, device))
+            for batch in _shard(batches(rng), rank, world):
+                losses = step(_to_device(batch, device))
                 opt.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 opt.step()
@@ -200,7 +265,7 @@ def train(
                 # The averaged weights (once there are any) are the ones validated and kept.
                 current = _swap_in_average(model, averaged)
                 with torch.no_grad():
-                    score = float(validate(model))
+                    score = _agreed(float(validate(model)), world)
                 record["validation"] = score
                 if score > result.best_score:
                     result.best_score, result.best_epoch, waited = score, epoch, 0

@@ -126,13 +126,25 @@ def load_vectors(path: str | Path, item_ids: np.ndarray) -> tuple[np.ndarray, np
     return normalize_rows(out), has
 
 
-def item_content(data: Dataset, config: ContentConfig, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(vectors (n_items, dim), has_content (n_items,))`` for every item of ``data``."""
+def item_content(
+    data: Dataset, config: ContentConfig, progress: bool = False, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors (n_items, dim), has_content (n_items,))`` for every item of ``data``.
+
+    With ``workers > 1`` the texts the cache lacks are encoded by that many Ray Data actors
+    (:class:`metarec.distributed.RayEncoder`); the cache is the same.
+    """
     if config.vectors:
         return load_vectors(config.vectors, data.item_ids)
     texts = item_texts(data, config.template)
     cache = None if config.cache_dir == "none" else EmbeddingCache(config.cache_dir)
-    vecs = encode_cached(make_encoder(config), texts, cache, progress=progress)
+    if workers > 1:
+        from metarec.distributed import RayEncoder
+
+        encoder: TextEncoder = RayEncoder(config, workers)
+    else:
+        encoder = make_encoder(config)
+    vecs = encode_cached(encoder, texts, cache, progress=progress)
     has = np.array([bool(t) for t in texts])
     vecs[~has] = 0.0
     return vecs, has

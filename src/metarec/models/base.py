@@ -33,6 +33,9 @@ class Scorer:
     """
 
     name: ClassVar[str] = "scorer"
+    #: Trains with the shared torch loop, so :func:`metarec.distributed.fit_distributed` can
+    #: run it on several workers (``metarec train --workers N``).
+    distributed: ClassVar[bool] = False
     Config: ClassVar[type] = dataclasses.make_dataclass("Config", [])
 
     def __init__(self, config: Any = None, **params: Any) -> None:

@@ -63,6 +63,9 @@ class EnsembleConfig:
     folds: validation splits (seeds ``seed``, ``seed + 1``, ...), members trained on each;
         the weights maximise the metric over all their users (less noise, more training).
     min_segment_users: validation users a segment needs for weights of its own.
+    significance: a mixture replaces the best single member (of its segment, or overall) only
+        if its validation gain exceeds this many standard errors of the per-user paired
+        differences; small gains on few users are mostly noise (0: keep any gain).
     refit: train the members again on all the data once the weights are fit.
     params: member parameters, ``{"ials": {"factors": 128}}``.
     seed: the validation split; member ``j`` of a seed ensemble gets ``seed + j``.
@@ -77,6 +80,7 @@ class EnsembleConfig:
     holdout_share: float = 0.1
     folds: int = 3
     min_segment_users: int = 30
+    significance: float = 1.0
     refit: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 42
@@ -314,27 +318,42 @@ class EnsembleScorer(Scorer):
             raise ConfigError(f"ensemble: metric {metric!r} is not NAME@K, e.g. NDCG@10 or Recall@20")
         cutoff = int(cut)
 
-        def mean_metric(w: np.ndarray, rows: np.ndarray) -> float:
+        def per_user(w: np.ndarray, rows: np.ndarray) -> np.ndarray:
             s = np.tensordot(w, z[:, rows], axes=1)
             s[seen[rows]] = -np.inf
             top = top_k(s, cutoff)
             hits = np.take_along_axis(rel[rows], top, axis=1)
-            return float(ranking_metrics(hits, n_rel[rows], (cutoff,))[metric].mean())
+            return ranking_metrics(hits, n_rel[rows], (cutoff,))[metric]
 
         k = z.shape[0]
         eye = [np.eye(k)[j] for j in range(k)]
+
+        def fit(rows: np.ndarray, starts: list[np.ndarray]) -> np.ndarray:
+            """Coordinate ascent from ``starts``; the best single member unless the mixture's
+            gain over it is significant."""
+            w, _ = coordinate_ascent(lambda w: float(per_user(w, rows).mean()), starts)
+            singles = [per_user(e, rows) for e in eye]
+            best = int(np.argmax([v.mean() for v in singles]))
+            d = per_user(w, rows) - singles[best]
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.inf
+            return w if d.mean() > c.significance * se else eye[best]
+
         everyone = np.arange(z.shape[1])
-        self.validation_ = {m: mean_metric(e, everyone) for m, e in zip(self.member_names, eye)}
-        w_all, self.validation_["ensemble"] = coordinate_ascent(lambda w: mean_metric(w, everyone), [*eye, np.full(k, 1.0 / k)])
+        self.validation_ = {m: float(per_user(e, everyone).mean()) for m, e in zip(self.member_names, eye)}
+        w_all = fit(everyone, [*eye, np.full(k, 1.0 / k)])
         seg = history_segment(history.getnnz(axis=1), self.segments_)
         for s in range(len(self.segments_)):
             rows = np.flatnonzero(seg == s)
             self.segment_users_[s] = len(rows)
             self.weights_[s] = w_all
             if len(rows) >= c.min_segment_users and len(self.segments_) > 1:
-                w, v = coordinate_ascent(lambda w, rows=rows: mean_metric(w, rows), [*eye, w_all])
-                log.debug("segment %d: %s -> %.4f (all-user weights %.4f)", s, w.round(3), v, mean_metric(w_all, rows))
-                self.weights_[s] = w
+                self.weights_[s] = fit(rows, [*eye, w_all])
+        # The validation metric of the ensemble as fit (each user with their segment's weights).
+        seg_w = self.weights_[seg]
+        s_all = np.einsum("kni,nk->ni", z, seg_w)
+        s_all[seen] = -np.inf
+        hits = np.take_along_axis(rel, top_k(s_all, cutoff), axis=1)
+        self.validation_["ensemble"] = float(ranking_metrics(hits, n_rel, (cutoff,))[metric].mean())
         log.info("ensemble validation %s: %s", metric, self.validation_)
 
     # -------------------------------------------------------------- scoring

@@ -171,6 +171,7 @@ def _build_net(n_items: int, content_dim: int, config: TwoTowerConfig):
 class TwoTowerScorer(ContentScorer):
     """Two-tower content + ID model with ID dropout; ranks warm and cold items alike."""
 
+    distributed = True
     name = "two-tower"
     Config = TwoTowerConfig
 

@@ -171,6 +171,7 @@ class _Objective:
 class MultiTaskScorer(ContentScorer):
     """One network, shared weights, a head per task (see the module docstring)."""
 
+    distributed = True
     name = "multitask"
     Config = MultiTaskConfig
     #: One network for all tasks; :class:`SingleTaskScorer` trains one per task.

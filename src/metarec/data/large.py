@@ -1,0 +1,189 @@
+"""Cleaning logs larger than memory, out of core with DuckDB.
+
+:func:`clean_large` applies the rules of :func:`metarec.data.cleaning.clean_interactions`
+(same order, same reasons, same report) to a CSV or Parquet log of any size and writes the
+kept rows to Parquet. DuckDB streams the file, keeps its tables in an on-disk database and
+spills what does not fit under ``memory_limit``, so memory stays bounded whatever the log's
+size. Row numbers in the report are the file's line numbers (header = line 1), as in the
+in-memory path.
+
+The cleaned Parquet (``user``, ``item``, ``event``, ``value``, ``timestamp``, ``_row``) reads
+back with ``--format parquet`` once it fits in memory, or goes on to other out-of-core work.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from metarec.data.cleaning import CleaningReport
+from metarec.data.readers import parse_mapping
+from metarec.errors import ConfigError, DataError
+
+CANONICAL = ("user", "item", "event", "value", "timestamp")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def clean_large(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    columns: str | dict[str, str] | None = None,
+    *,
+    default_event: str = "interaction",
+    value_range: tuple[float, float] | None = None,
+    min_core: int | None = None,
+    memory_limit: str = "2GB",
+    threads: int | None = None,
+    temp_dir: str | os.PathLike | None = None,
+) -> CleaningReport:
+    """Clean the log at ``path`` (CSV with a header, or Parquet) into the Parquet file ``out``.
+
+    Args:
+        columns: mapping of canonical to source columns, e.g. ``user=userId,item=movieId``
+            (default: the canonical names themselves, those present).
+        default_event, value_range, min_core: as in ``clean_interactions``.
+        memory_limit: DuckDB's memory limit (it spills to ``temp_dir`` beyond it).
+        threads: DuckDB threads (default: all cores).
+
+    Raises:
+        DataError: a missing file or column, an empty log, or a non-numeric value (naming
+            the file, line and column).
+    """
+    import duckdb
+
+    path, out = Path(path), Path(out)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    source = path.name
+    reader = "read_parquet" if path.suffix in (".parquet", ".pq") else "read_csv"
+    opts = "" if reader == "read_parquet" else ", header = true, all_varchar = true"
+    scan = f"{reader}({_literal(str(path))}{opts})"
+    with tempfile.TemporaryDirectory(dir=temp_dir, prefix="metarec-clean-") as tmp:
+        con = duckdb.connect(str(Path(tmp) / "clean.duckdb"))
+        try:
+            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+            con.execute(f"SET temp_directory = {_literal(str(Path(tmp) / 'spill'))}")
+            con.execute("SET preserve_insertion_order = true")
+            if threads:
+                con.execute(f"SET threads = {int(threads)}")
+            present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+            mapping = parse_mapping(columns) if columns else {c: c for c in CANONICAL if c in present}
+            for canon, src in mapping.items():
+                if canon not in CANONICAL:
+                    raise ConfigError(f"column mapping: {canon!r} is not one of {', '.join(CANONICAL)}")
+                if src not in present:
+                    raise DataError(f"{source}: missing column {canon} ({src!r}); columns are {', '.join(present)}")
+            for need in ("user", "item"):
+                if need not in mapping:
+                    raise DataError(f"{source}: missing column {need}")
+            return _clean(con, scan, source, mapping, out, default_event, value_range, min_core)
+        finally:
+            con.close()
+
+
+def _clean(
+    con: Any, scan: str, source: str, mapping: dict[str, str], out: Path, default_event: str,
+    value_range: tuple[float, float] | None, min_core: int | None,
+) -> CleaningReport:  # fmt: skip
+    col = {k: f"CAST({_quote(v)} AS VARCHAR)" for k, v in mapping.items()}
+    ev = f"lower(trim({col['event']}))" if "event" in col else "NULL"
+    # Unix seconds, else an ISO-like date; NULL when neither parses.
+    ts = (f"COALESCE(TRY_CAST(trim({col['timestamp']}) AS DOUBLE), "
+          f"epoch(TRY_CAST(trim({col['timestamp']}) AS TIMESTAMPTZ)))") if "timestamp" in col else "NULL"  # fmt: skip
+    value = f"TRY_CAST(trim({col['value']}) AS DOUBLE)" if "value" in col else "1.0"
+    raw_value = f"trim({col['value']})" if "value" in col else "NULL"
+    con.execute(f"""
+        CREATE TABLE typed AS
+        SELECT row_number() OVER () + 1 AS _row,
+               NULLIF(trim({col['user']}), '') AS "user",
+               NULLIF(trim({col['item']}), '') AS item,
+               COALESCE(NULLIF({ev}, ''), {_literal(default_event)}) AS event,
+               {value} AS value, {raw_value} AS raw_value,
+               {ts} AS "timestamp"
+        FROM {scan}
+    """)
+    rows_in = con.execute("SELECT count(*) FROM typed").fetchone()[0]
+    report = CleaningReport(source=source, rows_in=int(rows_in))
+    if rows_in == 0:
+        raise DataError(f"{source}: no rows to read (the file is empty)")
+    bad = con.execute(
+        "SELECT _row, raw_value, count(*) OVER () FROM typed "
+        "WHERE value IS NULL AND raw_value IS NOT NULL AND raw_value <> '' ORDER BY _row LIMIT 1"
+    ).fetchone()
+    if bad:
+        raise DataError(f"{source}: row {bad[0]}, column value ({mapping['value']!r}): {bad[1]!r} is not a number "
+                        f"({bad[2]} such rows)")  # fmt: skip
+    # Each row's first failing rule, in clean_interactions' order; duplicates (the same user,
+    # item, event and time as an earlier kept row) after the per-row rules.
+    rules = ['WHEN "user" IS NULL OR item IS NULL THEN \'missing id\'']
+    if "timestamp" in col:
+        rules.append('WHEN "timestamp" IS NULL THEN \'bad timestamp\'')
+    if value_range is not None:
+        lo, hi = (float(x) for x in value_range)
+        rules.append(f"WHEN COALESCE(value, 1.0) < {lo!r} OR COALESCE(value, 1.0) > {hi!r} THEN 'value out of range'")
+    con.execute(f"""
+        CREATE TABLE flagged AS
+        SELECT _row, "user", item, event, COALESCE(value, 1.0) AS value, "timestamp",
+               CASE {' '.join(rules)} ELSE NULL END AS reason
+        FROM typed
+    """)
+    con.execute("DROP TABLE typed")
+    con.execute("""
+        CREATE TABLE firsts AS
+        SELECT min(_row) AS _row FROM flagged WHERE reason IS NULL
+        GROUP BY "user", item, event, "timestamp"
+    """)
+    con.execute("""
+        UPDATE flagged SET reason = 'duplicate'
+        WHERE reason IS NULL AND _row NOT IN (SELECT _row FROM firsts)
+    """)
+    if min_core and min_core > 1:
+        _kcore(con, int(min_core))
+    for reason, count, examples in con.execute("""
+        SELECT reason, count(*), min(_row, 5) FROM flagged WHERE reason IS NOT NULL GROUP BY reason
+    """).fetchall():
+        report.drops.append(_drop(reason, count, sorted(examples)))
+    order = ["missing id", "bad timestamp", "value out of range", "unknown user", "unknown item", "duplicate", "k-core"]
+    report.drops.sort(key=lambda d: order.index(d.reason))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{out.name}.partial")
+    con.execute(f"""
+        COPY (SELECT "user", item, event, value, "timestamp", _row FROM flagged WHERE reason IS NULL ORDER BY _row)
+        TO {_literal(str(tmp_out))} (FORMAT parquet)
+    """)
+    os.replace(tmp_out, out)  # readers never see a half-written file
+    report.rows_out = report.rows_in - report.dropped
+    return report
+
+
+def _drop(reason: str, count: int, rows: list[int]) -> Any:
+    from metarec.data.cleaning import Drop
+
+    return Drop(reason, int(count), [int(r) for r in rows])
+
+
+def _kcore(con: Any, k: int) -> None:
+    """Flag rows outside the k-core of distinct (user, item) pairs, iterating in SQL."""
+    con.execute('CREATE TABLE pairs AS SELECT DISTINCT "user", item FROM flagged WHERE reason IS NULL')
+    while True:
+        before = con.execute("SELECT count(*) FROM pairs").fetchone()[0]
+        con.execute(f"""
+            DELETE FROM pairs WHERE "user" IN (SELECT "user" FROM pairs GROUP BY "user" HAVING count(*) < {k})
+                                 OR item IN (SELECT item FROM pairs GROUP BY item HAVING count(*) < {k})
+        """)
+        if con.execute("SELECT count(*) FROM pairs").fetchone()[0] == before:
+            break
+    con.execute("""
+        UPDATE flagged SET reason = 'k-core'
+        WHERE reason IS NULL AND NOT EXISTS (
+            SELECT 1 FROM pairs p WHERE p."user" = flagged."user" AND p.item = flagged.item)
+    """)

@@ -1,0 +1,70 @@
+"""Out-of-core cleaning (DuckDB) gives what the in-memory cleaning gives: same rows kept,
+same report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarec.data import load_dataset
+from metarec.errors import DataError
+
+duckdb = pytest.importorskip("duckdb")
+
+from metarec.data.large import clean_large  # noqa: E402
+
+
+def _log(path, rows=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "uid": [f"u{u}" for u in rng.integers(0, 60, rows)],
+        "iid": [f"i{i}" for i in rng.integers(0, 80, rows)],
+        "type": rng.choice(["View", "cart ", "buy", ""], rows),
+        "stars": rng.integers(0, 7, rows).astype(str),
+        "ts": (1_600_000_000 + rng.integers(0, 10_000, rows)).astype(str),
+    })  # fmt: skip
+    df.loc[rng.choice(rows, 20, replace=False), "ts"] = "n/a"
+    df.loc[rng.choice(rows, 10, replace=False), "ts"] = "2021-03-04T05:06:07Z"
+    df.loc[rng.choice(rows, 15, replace=False), "uid"] = " "
+    df.loc[rng.choice(rows, 5, replace=False), "stars"] = ""
+    df = pd.concat([df, df.sample(100, random_state=seed)], ignore_index=True)  # exact duplicates
+    df.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("min_core", [None, 5])
+def test_out_of_core_cleaning_matches_the_in_memory_path(tmp_path, min_core):
+    src = tmp_path / "log.csv"
+    _log(src)
+    columns = "user=uid,item=iid,event=type,value=stars,timestamp=ts"
+    data = load_dataset(src, "csv", columns=columns, value_range=(1, 5), min_core=min_core)
+    mem = data.reports[0]
+    report = clean_large(src, tmp_path / "clean.parquet", columns, value_range=(1, 5), min_core=min_core,
+                         memory_limit="256MB", threads=2)  # fmt: skip
+    assert (report.rows_in, report.rows_out) == (mem.rows_in, mem.rows_out)
+    assert [(d.reason, d.count, d.rows) for d in report.drops] == [(d.reason, d.count, d.rows) for d in mem.drops]
+    assert {d.reason for d in report.drops} >= {"missing id", "bad timestamp", "value out of range", "duplicate"}
+    out = pd.read_parquet(tmp_path / "clean.parquet")
+    inter = data.interactions
+    ours = pd.DataFrame({"user": out["user"], "item": out["item"], "event": out["event"],
+                         "value": out["value"], "t": out["timestamp"]})  # fmt: skip
+    theirs = pd.DataFrame({"user": data.user_ids[inter["user"]], "item": data.item_ids[inter["item"]],
+                           "event": inter["event"].astype(str), "value": inter["value"], "t": inter["timestamp"]})  # fmt: skip
+    key = ["user", "item", "event", "t", "value"]
+    pd.testing.assert_frame_equal(
+        ours.sort_values(key).reset_index(drop=True).astype({"value": float, "t": float}),
+        theirs.sort_values(key).reset_index(drop=True).astype({"user": str, "item": str, "value": float, "t": float}),
+        check_dtype=False,
+    )
+
+
+def test_errors_name_the_file_line_and_column(tmp_path):
+    src = tmp_path / "bad.csv"
+    src.write_text("user,item,value\nu1,i1,5\nu2,i2,five\n")
+    with pytest.raises(DataError, match=r"bad.csv: row 3, column value \('value'\): 'five' is not a number"):
+        clean_large(src, tmp_path / "o.parquet")
+    assert not (tmp_path / "o.parquet").exists()
+    with pytest.raises(DataError, match="missing column item"):
+        clean_large(src, tmp_path / "o.parquet", "user=user,item=product")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user,item\n")
+    with pytest.raises(DataError, match="no rows"):
+        clean_large(empty, tmp_path / "o.parquet")

@@ -1,0 +1,120 @@
+"""Scale-out: data-parallel training in the shared loop (known answer on two gloo processes),
+and the Ray paths end to end (encoding actors, Ray Train workers) on a local cluster."""
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+
+from metarec.training import TrainConfig, _shard, train
+
+
+def test_shard_gives_each_worker_its_turn_and_equal_steps():
+    assert list(_shard(range(7), 0, 2)) == [0, 2, 4]
+    assert list(_shard(range(7), 1, 2)) == [1, 3, 5]  # 6 is dropped: both take 3 steps
+    assert list(_shard(range(3), 0, 1)) == [0, 1, 2]
+
+
+class Mean(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+
+    def loss(self, batch):
+        return {"loss": ((self.w - batch["x"]) ** 2).mean()}
+
+
+def _batches(rng):
+    for _ in range(6):
+        yield {"x": torch.tensor(rng.normal([1.0, 2.0, 3.0], 1.0, (8, 3)))}
+
+
+def _pairs(rng):
+    """The same batches, two at a time: what two data-parallel workers see in one step."""
+    it = _batches(rng)
+    for a in it:
+        b = next(it)
+        yield {"x": torch.cat([a["x"], b["x"]])}
+
+
+def _worker(rank, world, init, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        m = Mean()
+        train(m, _batches, None, TrainConfig(epochs=3, lr=0.1, progress=False))
+        torch.save(m.w.detach(), f"{out}/w{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_data_parallel_workers_train_as_one_process_on_both_batches():
+    """With gradients averaged across two workers, each taking every other batch, the weights
+    follow the single-process run on the two batches concatenated, step for step."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        init = f"file://{tmp}/rendezvous"
+        mp.spawn(_worker, args=(2, init, tmp), nprocs=2, join=True)
+        w0, w1 = torch.load(f"{tmp}/w0.pt"), torch.load(f"{tmp}/w1.pt")
+    single = Mean()
+    train(single, _pairs, None, TrainConfig(epochs=3, lr=0.1, progress=False))
+    torch.testing.assert_close(w0, w1)
+    torch.testing.assert_close(w0, single.w.detach(), rtol=1e-5, atol=1e-6)
+    alone = Mean()  # one worker on its own batches alone ends elsewhere
+    train(alone, lambda rng: _shard(_batches(rng), 0, 2), None, TrainConfig(epochs=3, lr=0.1, progress=False))
+    assert not torch.allclose(alone.w.detach(), w0, atol=1e-4)
+
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from metarec.distributed import ensure_ray
+
+    yield ensure_ray(2)
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_data_encoding_matches_the_local_encoder_and_fills_the_cache(local_ray, world, tmp_path):
+    from metarec.encoders import ContentConfig, item_content
+    from metarec.encoders.cache import EmbeddingCache
+
+    config = ContentConfig(encoder="hashing-64", cache_dir=str(tmp_path / "cache"))
+    vecs, has = item_content(world, config, workers=2)
+    local, _ = item_content(world, ContentConfig(encoder="hashing-64", cache_dir="none"))
+    np.testing.assert_allclose(vecs, local, rtol=1e-6)
+    assert has.all() and EmbeddingCache(tmp_path / "cache").count() == world.n_items
+
+
+@pytest.mark.slow
+def test_ray_train_workers_give_a_model_like_single_process_training(local_ray, world, tmp_path):
+    from metarec.data import Queries
+    from metarec.distributed import fit_distributed
+    from metarec.errors import ConfigError
+    from metarec.models import make_scorer
+    from metarec.models.io import load_model, save_model
+
+    params = {"encoder": "hashing-64", "epochs": 15, "batch_size": 512, "validation": 0.0, "seed": 3}
+    s = fit_distributed("multitask", params, world, workers=2)
+    q = Queries(np.arange(20), world.matrix()[:20])
+    scores = s.score(q)
+    save_model(s, world, tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").scorer.score(q), scores, rtol=1e-5)
+    # It learned: the held-in items it ranks first are far better than chance.
+    single = make_scorer("multitask", **params).fit(world)
+
+    def hit_rate(scorer):
+        ids, _ = scorer.recommend(q, n=10, exclude_seen=False)
+        return np.mean([len(set(ids[u]) & set(q.history[u].indices)) / 10 for u in range(len(q))])
+
+    chance = world.matrix()[:20].getnnz(axis=1).mean() / world.n_items
+    assert hit_rate(s) > 3 * chance and abs(hit_rate(s) - hit_rate(single)) < 0.25
+    with pytest.raises(ConfigError, match="does not train with torch"):
+        fit_distributed("ease", {}, world, workers=2)
