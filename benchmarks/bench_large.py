@@ -69,7 +69,7 @@ def main() -> None:
         secs = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
         out_size = (Path(tmp) / "clean.parquet").stat().st_size
-    print(f"| rows read | file | written in | cleaned in | rows/s | peak RSS | DuckDB memory limit | parquet out |")
+    print("| rows read | file | written in | cleaned in | rows/s | peak RSS | DuckDB memory limit | parquet out |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {report.rows_in:,} | {size / 2**30:.2f} GiB | {gen:.0f} s | {secs:.0f} s | {report.rows_in / secs:,.0f} "
           f"| {peak:.2f} GiB | {args.memory_limit} | {out_size / 2**30:.2f} GiB |")
