@@ -118,11 +118,11 @@ def parse_members(spec: str | list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -> np.ndarray:
+def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore", fill: bool = True) -> np.ndarray:
     """Per-row normalised scores; statistics over the finite scores of items not in ``history``.
 
-    Items not scorable (NaN) get the row's lowest normalised score (or NaN if nothing in
-    the row is scorable); history items are normalised like the rest.
+    Items not scorable (NaN) get the row's lowest normalised score with ``fill`` (NaN if
+    nothing in the row is scorable), else stay NaN; history items are normalised like the rest.
 
     >>> s = np.array([[1.0, 2.0, 3.0, np.nan]], dtype=np.float32)
     >>> normalise(s, sp.csr_matrix((1, 4)), "rank").tolist()
@@ -157,9 +157,14 @@ def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -
     else:
         raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {how!r}")
     z[~finite] = np.nan
-    low = np.where(finite, z, np.inf).min(axis=1)
-    fill = np.where(np.isfinite(low), low, np.nan)
-    return np.where(finite, z, fill[:, None]).astype(np.float32)
+    return fill_rows(z) if fill else z.astype(np.float32)
+
+
+def fill_rows(z: np.ndarray) -> np.ndarray:
+    """NaN replaced by the lowest finite value of its row (last axis); all-NaN rows stay NaN."""
+    finite = np.isfinite(z)
+    low = np.where(finite, z, np.inf).min(axis=-1, keepdims=True)
+    return np.where(finite, z, np.where(np.isfinite(low), low, np.nan)).astype(np.float32)
 
 
 def coordinate_ascent(
@@ -213,9 +218,10 @@ class _Member:
             s.fit(data)
 
     def score(self, queries: Queries, how: str) -> np.ndarray:
+        """Normalised scores, NaN where the model cannot score (mean over the copies)."""
         out = None
         for s in self.scorers:
-            z = normalise(s.score(queries), queries.history, how)
+            z = normalise(s.score(queries), queries.history, how, fill=False)
             out = z if out is None else out + z
         return out / len(self.scorers)
 
@@ -249,8 +255,12 @@ class EnsembleScorer(Scorer):
         c = self.config
         return [_Member(n, k, c.params.get(n, {}), c.seed) for n, k in self.spec_]
 
-    def _member_scores(self, members: list[_Member], queries: Queries) -> np.ndarray:
-        return np.stack([m.score(queries, self.config.normalise) for m in members])  # (K, n, I)
+    def _member_scores(self, members: list[_Member], queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+        """Members' normalised scores ``(K, n, I)``, an item a member cannot score at that
+        member's lowest for the user, and ``(n, I)``: whether any member can score it."""
+        z = np.stack([m.score(queries, self.config.normalise) for m in members])
+        scorable = np.isfinite(z).any(axis=0)
+        return np.nan_to_num(fill_rows(z), nan=0.0), scorable
 
     # ------------------------------------------------------------- training
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
@@ -287,9 +297,10 @@ class EnsembleScorer(Scorer):
 
     def _validation_scores(
         self, members: list[_Member], query_sets: list, n_items: int, seed: int
-    ) -> tuple[np.ndarray, Queries, sp.csr_matrix]:
-        """Members' normalised scores ``(K, n, I)`` for the validation queries with a relevant
-        item (sampled down to :data:`MAX_VALIDATION_CELLS`), the queries and their relevant items."""
+    ) -> tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix]:
+        """Members' normalised scores and what is scorable (:meth:`_member_scores`) for the
+        validation queries with a relevant item (sampled down to :data:`MAX_VALIDATION_CELLS`),
+        the queries and their relevant items."""
         queries = Queries(
             np.concatenate([qs.queries.users for qs in query_sets]),
             sp.vstack([qs.queries.history for qs in query_sets]).tocsr(),
@@ -302,14 +313,15 @@ class EnsembleScorer(Scorer):
         queries, relevant = queries[keep], relevant[keep]
         return self._member_scores(members, queries), queries, relevant
 
-    def _fit_weights(self, folds: list[tuple[np.ndarray, Queries, sp.csr_matrix]]) -> None:
+    def _fit_weights(self, folds: list[tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix]]) -> None:
         """Coordinate ascent on the validation metric over all folds' users, then per segment."""
         from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
 
         c = self.config
-        z = np.nan_to_num(np.concatenate([f[0] for f in folds], axis=1), nan=-1e9)  # (K, n, I)
+        z = np.concatenate([f[0][0] for f in folds], axis=1)  # (K, n, I)
         history = sp.vstack([f[1].history for f in folds]).tocsr()
-        seen = history.toarray() > 0
+        # Never ranked: what the user has seen, and what no member can score.
+        seen = (history.toarray() > 0) | ~np.concatenate([f[0][1] for f in folds])
         rel = sp.vstack([f[2] for f in folds]).toarray() > 0
         n_rel = rel.sum(axis=1)
         metric = c.metric
@@ -358,9 +370,11 @@ class EnsembleScorer(Scorer):
 
     # -------------------------------------------------------------- scoring
     def _score(self, queries: Queries) -> np.ndarray:
-        z = self._member_scores(self.members_, queries)  # (K, n, I)
+        z, scorable = self._member_scores(self.members_, queries)  # (K, n, I), (n, I)
         w = self.weights_[history_segment(queries.history.getnnz(axis=1), self.segments_)]  # (n, K)
-        return np.einsum("kni,nk->ni", z, w)
+        out = np.einsum("kni,nk->ni", z, w)
+        out[~scorable] = np.nan
+        return out
 
     def describe(self) -> dict[str, Any]:
         """Members, the weights per segment, validation users per segment and the validation
