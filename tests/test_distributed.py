@@ -118,3 +118,14 @@ def test_ray_train_workers_give_a_model_like_single_process_training(local_ray, 
     assert hit_rate(s) > 3 * chance and abs(hit_rate(s) - hit_rate(single)) < 0.25
     with pytest.raises(ConfigError, match="does not train with torch"):
         fit_distributed("ease", {}, world, workers=2)
+
+
+@pytest.mark.slow
+def test_meta_learning_trains_on_ray_workers_too(local_ray, world):
+    """Both of meta's stages (pretraining, meta-training with torch.func) run under DDP."""
+    from metarec.data import Queries
+    from metarec.distributed import fit_distributed
+
+    s = fit_distributed("meta", {"encoder": "hashing-64", "epochs": 2, "meta_epochs": 2}, world, workers=2)
+    scores = s.score(Queries([-1, -1], world.matrix()[[0, 1]]))
+    assert np.isfinite(scores).all() and not np.allclose(scores[0], scores[1])
