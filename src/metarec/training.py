@@ -200,7 +200,8 @@ def train(
     """Train ``model`` in place; returns the per-epoch record.
 
     Args:
-        model: a ``torch.nn.Module`` with ``loss(batch) -> {"loss": tensor, ...}``.
+        model: a ``torch.nn.Module`` with ``loss(batch) -> {"loss": tensor, ...}`` and,
+            optionally, ``param_groups(lr) -> list of AdamW parameter groups``.
         batches: ``rng -> iterable of dict batches`` (numpy arrays become tensors on the device).
         validate: ``model -> score`` (higher is better), called in eval mode without grad.
     """
@@ -211,7 +212,9 @@ def train(
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # A model may ask for its own parameter groups (e.g. a faster rate for a few parameters).
+    groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else model.parameters()
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     averaged = _averager(model, config)
     rank, world = _process_group()
     step = model.loss

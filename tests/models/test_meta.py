@@ -21,10 +21,12 @@ def meta(world):
 def test_a_batch_adapts_as_each_user_alone(meta, world):
     """vmap over users: adapting three users together equals adapting each alone."""
     q = Queries([-1, -1, -1], world.matrix()[[0, 5, 9]])
-    together = meta._adapted_users(q).numpy()
+    together, biases = (x.numpy() for x in meta._adapted_users(q))
+    assert biases.shape == (3, len(meta.tasks))
     for k in range(3):
-        alone = meta._adapted_users(q[np.array([k])]).numpy()
+        alone, bias = (x.numpy() for x in meta._adapted_users(q[np.array([k])]))
         np.testing.assert_allclose(together[k], alone[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(biases[k], bias[0], rtol=1e-4, atol=1e-5)
 
 
 def test_adaptation_fits_the_support(world):
@@ -39,7 +41,7 @@ def test_adaptation_fits_the_support(world):
     q = Queries([-1], hist)
     with torch.no_grad():
         u0 = net.users(torch.tensor([-1]), History.build(hist))
-        u1 = m._adapted_users(q)
+        u1 = m._adapted_users(q)[0]
         v, b = net.items(torch.arange(world.n_items))
 
         def mean_rank(u):

@@ -2,8 +2,9 @@
 
 Each user's history is the training history plus every stored event, so an event changes
 that user's next recommendation at once (the scorer folds the history in at request time).
-Items PUT to the service are encoded and scorable at once (content models); deleted items
-are never recommended. All of it is rebuilt from the store on start, so a restart (or a
+Items PUT to the service are encoded and scorable at once (content models), and a model
+with MetaEmb warms a new item's embedding up on its first events; deleted items are never
+recommended. All of it is rebuilt from the store on start, so a restart (or a
 second replica) serves the same state.
 """
 
@@ -75,6 +76,9 @@ class OnlineRecommender:
         self.can_add_items = isinstance(model.scorer, ContentScorer)
         self.last_seq = 0
         self.items_seen_until = -1.0
+        # Users of each never-trained item, for models that warm new items up on their events.
+        self.cold_users: dict[int, set[str]] = defaultdict(set)
+        self.warm_up_users = 256
         self.replay()
 
     # ------------------------------------------------------------- state
@@ -98,13 +102,24 @@ class OnlineRecommender:
             self.apply(batch)
 
     def apply(self, events: Sequence[Event]) -> None:
+        scorer = self.model.scorer
+        warming = getattr(scorer, "can_warm_up", False)
+        touched: set[int] = set()
         with self.lock.write():
             for e in events:
                 i = self.item_index.get(e.item_id)
                 if i is not None:
                     self.online[e.user_id].add(i)
+                    if warming and not scorer.known_items_[i]:
+                        self.cold_users[i].add(e.user_id)
+                        touched.add(i)
                 if e.seq is not None:
                     self.last_seq = max(self.last_seq, e.seq)
+            for i in sorted(touched):  # a new item's first events warm its embedding up (MetaEmb)
+                users = sorted(self.cold_users[i])[-self.warm_up_users :]
+                # (folded in from their histories, as `recommend` scores users with new events)
+                histories = [[j for j in self.history(u) if j != i] for u in users]
+                scorer.warm_up(i, Queries.from_histories([-1] * len(users), histories, len(self.item_index)))
 
     def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
         return [i for i in item_ids if i not in self.item_index or self.deleted[self.item_index[i]]]

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.data.tasks import interaction_tasks
+from metarec.errors import ConfigError
 from metarec.models.neural.multitask import MultiTaskConfig, MultiTaskScorer
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,18 @@ class MetaConfig(MultiTaskConfig):
     max_adapt: at most this many history items (a seeded random choice) adapt a user.
     meta_epochs, meta_batch: meta-training epochs and users per episode batch (``meta`` only).
     max_support, query_size: support sizes 1..max_support; query pairs per episode.
+    episodes: how an episode splits a user's pairs: ``time`` (the first ones are the support,
+        later ones the query: a new user's future, as ``cold-user`` asks) or ``random`` (a
+        random support and query, as MeLU's protocol draws them).
     meta_lr: outer learning rate.
+    rate_lr: outer learning rate of the (log) inner rates; Meta-SGD's rates must be able to
+        move by orders of magnitude within a few hundred episodes, which ``meta_lr`` is far
+        too small for.
     first_order: skip the second-order terms (faster, usually a little worse).
     meta_sgd: learn per-dimension inner rates (else the fixed ``inner_lr``).
+    metaemb: on by default here: new items start from MetaEmb's generated embedding.
+    adapt_heads: adapt a per-user bias of each task head too (a user's rating bias, how
+        readily they like), besides the user vector: MeLU's "decision layers", smallest form.
     """
 
     inner_steps: int = 3
@@ -59,14 +69,22 @@ class MetaConfig(MultiTaskConfig):
     meta_batch: int = 32
     max_support: int = 20
     query_size: int = 20
+    episodes: str = "time"
     meta_lr: float = 1e-3
+    rate_lr: float = 0.05
     first_order: bool = False
     meta_sgd: bool = True
+    adapt_heads: bool = True
+    metaemb: bool = True
 
 
 def _adapter(net, dim: int, config: MetaConfig):
+    """The adapted parameters of a user are ``delta = [vector offset (dim), head biases (T)]``
+    (head biases only with ``adapt_heads``)."""
     import torch
     from torch import nn
+
+    width = dim + (len(net.tasks) if config.adapt_heads else 0)
 
     class Adapter(nn.Module):
         """The learned initialisation and inner rates of ``delta``, around the network."""
@@ -74,8 +92,13 @@ def _adapter(net, dim: int, config: MetaConfig):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
-            self.delta0 = nn.Parameter(torch.zeros(dim))
-            self.log_lr = nn.Parameter(torch.full((dim,), float(np.log(config.inner_lr))), requires_grad=config.meta_sgd)
+            self.dim = dim
+            self.delta0 = nn.Parameter(torch.zeros(width))
+            self.log_lr = nn.Parameter(torch.full((width,), float(np.log(config.inner_lr))), requires_grad=config.meta_sgd)
+
+        def split(self, delta):
+            """``(vector offset, head biases or None)`` of ``delta (..., width)``."""
+            return delta[..., : self.dim], (delta[..., self.dim :] if width > self.dim else None)
 
     return Adapter()
 
@@ -87,19 +110,20 @@ class FinetuneScorer(MultiTaskScorer):
     Config = MetaConfig
     meta = False
 
-    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
-        super()._fit(data, matrix)
+    def _trained(self, data: Dataset, labels: dict[str, np.ndarray]) -> None:
+        """The pretrained network, then meta-training (``meta``), then MetaEmb (if on)."""
         net = self.nets_[0]
         self.implied_ = interaction_tasks(net.tasks, data.event_types)
         self.adapter_ = _adapter(net, self.config.dim, self.config)
         if self.meta:
             self._meta_train(data)
         self.adapter_.eval()
+        super()._trained(data, labels)
 
     # ---------------------------------------------------------------- adaptation
     def adapt(self, u, sup_v, sup_b, sup_y, sup_w, sup_r, create_graph: bool = False):
-        """Adapted user vectors ``(B, dim)`` from ``u (B, dim)`` and a support of ``S`` pairs
-        per user: item vectors ``sup_v (B, S, dim)``, retrieval biases ``sup_b (B, S)``,
+        """Adapted user vectors ``(B, dim)`` and head biases ``(B, T)`` (None without
+        ``adapt_heads``) from ``u (B, dim)`` and a support of ``S`` pairs per user: item vectors ``sup_v (B, S, dim)``, retrieval biases ``sup_b (B, S)``,
         labels ``sup_y (B, S)`` (interacted or not), weights ``sup_w (B, S)`` (0 = padding)
         and values ``sup_r (B, S)`` (a rating, NaN where unknown), which train the regression
         head and value-threshold tasks (``liked``) where given."""
@@ -115,31 +139,39 @@ class FinetuneScorer(MultiTaskScorer):
             return -(y * logp + (1 - y) * torch.log(-torch.expm1(logp)))
 
         def support_loss(delta, u1, v1, b1, y1, w1, r1):  # one user: (d,), (S, d), (S,) x 4
-            uu = (u1 + delta).expand(v1.shape[0], -1)
+            d, off = ad.split(delta)
+            uu = (u1 + d).expand(v1.shape[0], -1)
+            off = None if off is None else off.expand(v1.shape[0], -1)
             logit = (uu * v1).sum(-1) + b1
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, y1, reduction="none")
-            out = net.heads(uu, v1, only=heads + [t.name for t in graded]) if heads or graded else {}
+            out = net.heads(uu, v1, only=heads + [t.name for t in graded], offset=off) if heads or graded else {}
             for name in heads:
                 loss = loss + bce(out[name], y1)
-            rated = torch.isfinite(r1)
+            # Interaction terms are a mean over the support's pairs, value terms a mean over
+            # its rated pairs (so a rating's pull does not shrink with the negatives drawn).
+            rated = torch.isfinite(r1) & (w1 > 0)
             r0 = torch.where(rated, r1, torch.zeros_like(r1))
+            graded_loss = torch.zeros_like(loss)
             for t in graded:
                 if t.kind == "regression":
                     term = (out[t.name] - r0) ** 2
                 else:
                     term = bce(out[t.name], (r0 >= t.min_value).float())
-                loss = loss + torch.where(rated, term, torch.zeros_like(term))
-            return (loss * w1).sum() / w1.sum().clamp(min=1.0)
+                graded_loss = graded_loss + torch.where(rated, term, torch.zeros_like(term))
+            return (loss * w1).sum() / w1.sum().clamp(min=1.0) + graded_loss.sum() / rated.sum().clamp(min=1)
 
         step = vmap(grad(support_loss), in_dims=(0, 0, 0, 0, 0, 0, 0), randomness="same")
-        delta = ad.delta0.expand(u.shape[0], -1) if self.meta else torch.zeros_like(u)
+        delta = ad.delta0.expand(u.shape[0], -1)
+        if not self.meta:
+            delta = torch.zeros_like(delta)
         lr = ad.log_lr.exp()
         for _ in range(self.config.inner_steps):
             g = step(delta, u, sup_v, sup_b, sup_y, sup_w, sup_r)
             if not create_graph:
                 g = g.detach()
             delta = delta - lr * g
-        return u + delta
+        d, off = ad.split(delta)
+        return u + d, off
 
     def _support(self, history: sp.csr_matrix, rng: np.random.Generator | None, values: sp.csr_matrix | None = None):
         """Support arrays for each history row: its items (a seeded ``max_adapt`` of them at most) as positives
@@ -181,21 +213,24 @@ class FinetuneScorer(MultiTaskScorer):
 
         from metarec.models.neural.network import History
 
-        net = self.nets_[0]
+        net, ad = self.nets_[0], self.adapter_
         u = net.users(torch.from_numpy(queries.users), History.build(queries.history))
         idx, y, w, val = self._support(queries.history, None, queries.values)
-        if not w.any():
-            return u
+        if not w.any():  # nothing to adapt on: the learned initialisation (meta) or nothing
+            d, off = ad.split(ad.delta0.detach().expand(len(u), -1) if self.meta else torch.zeros(len(u), len(ad.delta0)))
+            return u + d, off
         v, b = net.items(torch.from_numpy(idx.reshape(-1)))
         shape = idx.shape
         with torch.enable_grad():
-            return self.adapt(u, v.reshape(*shape, -1), b.reshape(shape), torch.from_numpy(y), torch.from_numpy(w),
-                              torch.from_numpy(val), create_graph).detach()  # fmt: skip
+            u, off = self.adapt(u, v.reshape(*shape, -1), b.reshape(shape), torch.from_numpy(y), torch.from_numpy(w),
+                                torch.from_numpy(val), create_graph)  # fmt: skip
+        return u.detach(), None if off is None else off.detach()
 
     def _user_vectors(self, net, queries: Queries):
-        """Ranking (the inherited two-stage path) uses each user's adapted vector."""
+        """Ranking (the inherited two-stage path) uses each user's adapted vector (a head
+        bias shifts all of a user's items alike, so ranking needs only the vector)."""
         net.eval()
-        return self._adapted_users(queries)
+        return self._adapted_users(queries)[0]
 
     def predict_tasks(self, queries: Queries, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
         """Task predictions with each user adapted to their history first."""
@@ -203,14 +238,14 @@ class FinetuneScorer(MultiTaskScorer):
 
         net = self.nets_[0]
         net.eval()
-        u = self._adapted_users(queries)
+        u, off = self._adapted_users(queries)
         rows = np.asarray(rows, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         out: dict[str, list] = {t.name: [] for t in net.tasks}
         with torch.no_grad():
             for s in range(0, len(rows), 65536):
-                sl = slice(s, s + 65536)
-                for name, val in self._outputs(net, u[torch.from_numpy(rows[sl])], items[sl]).items():
+                r = torch.from_numpy(rows[s : s + 65536])
+                for name, val in self._outputs(net, u[r], items[s : s + 65536], None if off is None else off[r]).items():
                     out[name].append(val)
         return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -221,6 +256,8 @@ class FinetuneScorer(MultiTaskScorer):
         from metarec.training import TrainConfig, train
 
         c = self.config
+        if c.episodes not in ("time", "random"):
+            raise ConfigError(f"{self.name}: episodes {c.episodes!r}; choose time or random")
         net = self.nets_[0]
         inter = data.interactions
         pairs = (
@@ -240,7 +277,7 @@ class FinetuneScorer(MultiTaskScorer):
         def episode(batch_users: np.ndarray, n: int, r: np.random.Generator):
             sup_rows, qry_u, qry_i, qry_y, qry_pos = [], [], [], [], []
             for k, u in enumerate(batch_users):
-                items = by_user[u]
+                items = by_user[u] if c.episodes == "time" else r.permutation(by_user[u])
                 sup_rows.append(items[:n])
                 q = items[n:]
                 q = q[r.permutation(len(q))[: c.query_size]]
@@ -269,6 +306,11 @@ class FinetuneScorer(MultiTaskScorer):
                 super().__init__()
                 self.adapter = scorer.adapter_
 
+            def param_groups(self, lr: float) -> list[dict]:
+                rates = [self.adapter.log_lr]
+                rest = [p for p in self.parameters() if p is not self.adapter.log_lr]
+                return [{"params": rest, "lr": lr}, {"params": rates, "lr": c.rate_lr, "weight_decay": 0.0}]
+
             def loss(self, batch):
                 from metarec.models.neural.network import History
 
@@ -276,10 +318,10 @@ class FinetuneScorer(MultiTaskScorer):
                 u = net.users(torch.full((hist.shape[0],), -1), History.build(hist))
                 idx, y, w, val = scorer._support(hist, batch["rng"], batch["support_values"])
                 v, b = net.items(torch.from_numpy(idx.reshape(-1)))
-                adapted = scorer.adapt(u, v.reshape(*idx.shape, -1), b.reshape(idx.shape), torch.from_numpy(y),
-                                       torch.from_numpy(w), torch.from_numpy(val), create_graph=not c.first_order)  # fmt: skip
+                adapted, off = scorer.adapt(u, v.reshape(*idx.shape, -1), b.reshape(idx.shape), torch.from_numpy(y),
+                                            torch.from_numpy(w), torch.from_numpy(val), create_graph=not c.first_order)  # fmt: skip
                 qv, qb = net.items(qi)
-                losses, retrieval = net.losses(adapted[qu], qv, qb, qy, batch["any"])
+                losses, retrieval = net.losses(adapted[qu], qv, qb, qy, batch["any"], None if off is None else off[qu])
                 total = retrieval + sum(losses.values())
                 return {"loss": total, **{f"loss[{k}]": v.detach() for k, v in losses.items()}}
 

@@ -60,6 +60,9 @@ class MultiTaskConfig(ContentConfig):
     average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``
         (:class:`metarec.training.TrainConfig`).
     full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
+    metaemb: train a MetaEmb generator of new items' id embeddings (:mod:`.metaemb`) with
+        ``metaemb_k`` pairs per phase, warm-up step ``metaemb_lr``, cold-phase weight
+        ``metaemb_alpha``, ``metaemb_batch`` items per batch, at most ``metaemb_epochs``.
     device, seed: where it trains, and the seed of everything random.
     """
 
@@ -87,6 +90,12 @@ class MultiTaskConfig(ContentConfig):
     ema_decay: float = 0.99
     full_rank: int = 5000
     rerank: int = 100
+    metaemb: bool = False
+    metaemb_k: int = 5
+    metaemb_lr: float = 0.1
+    metaemb_alpha: float = 0.1
+    metaemb_batch: int = 64
+    metaemb_epochs: int = 10
     seed: int = 42
 
 
@@ -203,6 +212,16 @@ class MultiTaskScorer(ContentScorer):
             net, result = self._train_group(group, labels, val)
             self.nets_.append(net)
             self.training_.append(result)
+        self._trained(data, labels)
+
+    def _trained(self, data: Dataset, labels: dict[str, np.ndarray]) -> None:
+        """After the networks are trained (models that train further hook in here): MetaEmb
+        generators, last, on the final networks."""
+        if self.config.metaemb:
+            from metarec.models.neural.metaemb import train_generator
+
+            self.metaemb_ = [train_generator(self, net, labels, [self.tasks_.index(t) for t in group])
+                             for net, group in zip(self.nets_, self.groups_, strict=True)]  # fmt: skip
 
     def _check_config(self) -> None:
         c = self.config
@@ -260,7 +279,7 @@ class MultiTaskScorer(ContentScorer):
             torch.from_numpy(self.known_users_), torch.from_numpy(self.known_items_), dim=c.dim, hidden=c.hidden,
             architecture=c.architecture, experts=c.experts, dropout=c.dropout, id_dropout=c.id_dropout,
             funnel={k: v for k, v in self.funnel_.items() if k in {t.name for t in tasks}},
-            rating_mean=self.rating_mean_,
+            rating_mean=self.rating_mean_, generator=c.metaemb,
         )  # fmt: skip
 
     def _batch(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray, targets: np.ndarray) -> dict:
@@ -365,14 +384,16 @@ class MultiTaskScorer(ContentScorer):
         return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
 
     @staticmethod
-    def _outputs(net, u, items: np.ndarray) -> dict[str, np.ndarray]:
+    def _outputs(net, u, items: np.ndarray, offset=None) -> dict[str, np.ndarray]:
         """Per task, the network's prediction for rows ``u`` and ``items``: a probability for
-        binary tasks, a value for regression."""
+        binary tasks, a value for regression (``offset``: per-row head biases, see
+        :meth:`TaskNet.heads`)."""
         import torch
 
         v, _ = net.items(torch.from_numpy(np.asarray(items, dtype=np.int64)).to(u.device))
         kinds = {t.name: t.kind for t in net.tasks}
-        return {name: (val.exp() if kinds[name] == "binary" else val).cpu().numpy() for name, val in net.heads(u, v).items()}
+        out = net.heads(u, v, offset=offset)
+        return {name: (val.exp() if kinds[name] == "binary" else val).cpu().numpy() for name, val in out.items()}
 
     def predict_tasks(self, queries: Queries, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
         """Per task, the prediction for pairs ``(queries[rows[k]], items[k])``: a probability
@@ -446,6 +467,48 @@ class MultiTaskScorer(ContentScorer):
         return scores
 
     # ------------------------------------------------------------ new items
+    @property
+    def can_warm_up(self) -> bool:
+        """Whether :meth:`warm_up` does anything: MetaEmb generators are trained."""
+        return bool(self.config.metaemb) and all(bool(net.generator_on) for net in self.nets_)
+
+    def warm_up(self, item: int, queries: Queries) -> bool:
+        """MetaEmb's warm-up for a never-trained ``item``: its id embedding becomes the
+        generated one after one gradient step (rate ``metaemb_lr``) on the loss of the users
+        who interacted with it (``queries``: each user's index, or -1, and history without the
+        item) against ``negatives`` random training users each. Always from the generated
+        embedding, on all the item's users so far, so the result does not depend on the order
+        or batching of events. Returns whether it applied (a trained item keeps its own)."""
+        import torch
+
+        from metarec.models.neural.network import History
+
+        if not self.can_warm_up or self.known_items_[item] or len(queries) == 0:
+            return False
+        c = self.config
+        rng = np.random.default_rng((c.seed, item))
+        known = np.flatnonzero(self.known_users_)
+        neg = known[rng.integers(0, len(known), len(queries) * c.negatives)]
+        implied = set(interaction_tasks(self.tasks_, self.event_types_))
+        for net in self.nets_:
+            net.eval()
+            pos_row = [1.0 if t.name in implied else np.nan for t in net.tasks]
+            labels = np.vstack([np.tile(pos_row, (len(queries), 1)), self._negative_labels(net.tasks, len(neg))])
+            idx = torch.tensor([item])
+            with torch.no_grad():
+                u = torch.cat([self._user_vectors(net, queries).detach(),
+                               net.users(torch.from_numpy(neg), History.build(*user_histories(self.history_, neg)))])  # fmt: skip
+            with torch.enable_grad():
+                phi = net.generate(idx).detach().requires_grad_(True)
+                v, bias = net.items(idx.expand(len(u)), id_emb=phi.expand(len(u), -1))
+                any_label = torch.from_numpy((np.arange(len(u)) < len(queries)).astype(np.float32))
+                losses, retrieval = net.losses(u, v, bias, torch.from_numpy(labels.astype(np.float32)), any_label)
+                (g,) = torch.autograd.grad(retrieval + sum(losses.values()), phi)
+            with torch.no_grad():
+                net.item_id.weight[item] = (phi - c.metaemb_lr * g)[0]
+                net.own[item] = True
+        return True
+
     def _added_items(self, n: int, texts: list[str] | None = None) -> None:
         self.item_attrs_ = self.item_attrs_.extend(n)
         self.history_ = sp.csr_matrix(
@@ -460,6 +523,7 @@ class MultiTaskScorer(ContentScorer):
         for net in self.nets_:
             if net.content.shape[1]:
                 net.content[torch.from_numpy(indices)] = torch.from_numpy(self.item_vectors_[indices])
+                net.fill_generated(torch.from_numpy(np.asarray(indices, dtype=np.int64)))  # new text, new start
 
     # ------------------------------------------------------------------ saving
     def get_state(self) -> dict[str, np.ndarray]:
@@ -469,6 +533,7 @@ class MultiTaskScorer(ContentScorer):
             "groups": [[t.name for t in g] for g in self.groups_],
             "rating_mean": self.rating_mean_,
             "rank_by": self.rank_by_,
+            "event_types": self.event_types_,
         }
         state["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy()
         h = self.history_
@@ -489,6 +554,7 @@ class MultiTaskScorer(ContentScorer):
         self.groups_ = [[by_name[n] for n in g] for g in meta["groups"]]
         self.rating_mean_ = meta["rating_mean"]
         self.rank_by_ = meta["rank_by"]
+        self.event_types_ = meta.get("event_types", [])
         self._check_config()
         self.user_attrs_ = Attributes.from_state(state, "user_attrs")
         self.item_attrs_ = Attributes.from_state(state, "item_attrs")

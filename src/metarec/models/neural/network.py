@@ -132,6 +132,7 @@ class TaskNet(nn.Module):
         id_dropout: float = 0.1,
         funnel: dict[str, str] | None = None,
         rating_mean: float = 0.0,
+        generator: bool = False,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -168,12 +169,21 @@ class TaskNet(nn.Module):
             self.bottom = MLP(width, [hidden], hidden, dropout)
         self.head = nn.ModuleDict({t.name: MLP(hidden, [hidden // 2], 1, dropout) for t in self.tasks})
         self.rating_mean = float(rating_mean)
+        # MetaEmb (Pan et al. SIGIR 2019): id embeddings of never-trained items generated from
+        # content and attributes; used once trained (``generator_on``), see ``metaemb.py``.
+        self.generator = MLP(c + dim, [hidden], dim) if generator else None
+        self.register_buffer("generator_on", torch.zeros((), dtype=torch.bool))
+        # Never-trained items whose id-embedding row holds their own embedding: generated
+        # (:meth:`fill_generated`), then warmed up on their first events (MetaEmb's warm-up,
+        # :meth:`MultiTaskScorer.warm_up`). Others fall back to the unknown embedding.
+        self.register_buffer("own", torch.zeros(n_items, dtype=torch.bool))
 
     def extend_items(self, n: int, content, item_attrs: Attributes) -> None:
         """Room for ``n`` new items (no trained id: scored from content and attributes)."""
         n_old = len(self.known_items)
         dev = self.content.device
         self.known_items = torch.cat([self.known_items, torch.zeros(n, dtype=torch.bool, device=dev)])
+        self.own = torch.cat([self.own, torch.zeros(n, dtype=torch.bool, device=dev)])
         self.content = torch.cat([self.content, torch.as_tensor(content, dtype=torch.float32, device=dev)])
         for name in ("item_id", "source_id", "item_bias"):
             w = getattr(self, name).weight.data
@@ -181,6 +191,19 @@ class TaskNet(nn.Module):
             setattr(self, name, nn.Embedding.from_pretrained(grown, freeze=False))
         self.item_attrs.codes = torch.from_numpy(item_attrs.codes).to(dev)
         self.item_attrs.numbers = torch.from_numpy(item_attrs.numbers).to(dev)
+        self.fill_generated(torch.arange(n_old, n_old + n, device=dev))
+
+    @torch.no_grad()
+    def fill_generated(self, idx: torch.Tensor | None = None) -> None:
+        """Write the generator's embedding into the id rows of never-trained items (all, or
+        those of ``idx``), once the generator is trained; scoring then reads a row, not the MLP."""
+        if self.generator is None or not bool(self.generator_on):
+            return
+        idx = torch.arange(len(self.known_items), device=self.content.device) if idx is None else idx
+        idx = idx[~self.known_items[idx]]
+        if len(idx):
+            self.item_id.weight[idx] = self.generate(idx)
+            self.own[idx] = True
 
     # ------------------------------------------------------------------ encoders
     def _ids(self, idx: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -191,10 +214,26 @@ class TaskNet(nn.Module):
             keep = keep & (torch.rand(idx.shape, device=idx.device) >= self.id_dropout)
         return torch.where(keep, safe, torch.full_like(safe, unknown))
 
-    def items(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(v (k, dim), retrieval bias (k,))`` for item indices ``idx``."""
+    def generate(self, idx: torch.Tensor) -> torch.Tensor:
+        """MetaEmb's generated id embeddings ``(k, dim)`` of items ``idx``, from their content
+        vector and (frozen) attribute embedding."""
+        a = self.item_attrs(idx)
+        a = torch.zeros(len(idx), self.item_id.embedding_dim, device=idx.device) if a is None else a.detach()
+        return self.generator(torch.cat([self.content[idx], a], dim=1))
+
+    def items(self, idx: torch.Tensor, id_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v (k, dim), retrieval bias (k,))`` for item indices ``idx``; ``id_emb`` replaces
+        their id embeddings. A never-trained item uses its own row if it has one (``own``:
+        generated, then warmed up), else the unknown embedding."""
         ids = self._ids(idx, self.known_items)
-        v = self.item_id(ids)
+        if id_emb is not None:
+            v = id_emb
+        else:
+            v = self.item_id(ids)
+            safe = idx.clamp(0, len(self.known_items) - 1)
+            own = torch.nonzero(self.own[safe] & ~self.known_items[safe]).squeeze(1)
+            if len(own):
+                v = v.index_copy(0, own, self.item_id(safe[own]))
         a = self.item_attrs(idx)
         if a is not None:
             v = v + a
@@ -229,10 +268,13 @@ class TaskNet(nn.Module):
         return u
 
     # --------------------------------------------------------------------- heads
-    def heads(self, u: torch.Tensor, v: torch.Tensor, only: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def heads(self, u: torch.Tensor, v: torch.Tensor, only: Sequence[str] | None = None,
+              offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
         """Per task, pairwise outputs for rows ``u (n, dim)`` and ``v (n, dim)``: binary tasks
         give log-probabilities ``log P``, regression tasks predicted values. ``only``: compute
-        just these tasks (and their funnel parents)."""
+        just these tasks (and their funnel parents). ``offset (n, T)``: added to each task's
+        raw output (a logit or a value), in the order of ``tasks``: the per-user decision
+        biases that meta-learning adapts."""
         x = torch.cat([u, v, u * v], dim=1)
         needed = set(only) if only is not None else {t.name for t in self.tasks}
         for name in list(needed):
@@ -251,6 +293,9 @@ class TaskNet(nn.Module):
             h = self.bottom(x)
             bottoms = {t.name: h for t in tasks}
         raw = {t.name: self.head[t.name](bottoms[t.name]).squeeze(-1) for t in tasks}
+        if offset is not None:
+            col = {t.name: j for j, t in enumerate(self.tasks)}
+            raw = {name: r + offset[:, col[name]] for name, r in raw.items()}
         out: dict[str, torch.Tensor] = {}
 
         def resolve(task: Task) -> torch.Tensor:
@@ -274,9 +319,11 @@ class TaskNet(nn.Module):
         """All-pairs retrieval logits ``(B, k)``."""
         return u @ v.T + bias[None, :]
 
-    def losses(self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor, any_label: torch.Tensor):
-        """Per-task losses for pairs with ``labels (n, T)`` (NaN = no label), and the retrieval loss."""
-        out = self.heads(u, v)
+    def losses(self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor, any_label: torch.Tensor,
+               offset: torch.Tensor | None = None):  # fmt: skip
+        """Per-task losses for pairs with ``labels (n, T)`` (NaN = no label), and the retrieval
+        loss; ``offset`` as in :meth:`heads`."""
+        out = self.heads(u, v, offset=offset)
         losses = {}
         for j, t in enumerate(self.tasks):
             y = labels[:, j]
