@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate models under a protocol; writes results.json and a report")
     _add_data_args(ev)
-    ev.add_argument("--protocol", required=True, help="holdout, temporal, leave-last, cold-user, cold-item")
+    ev.add_argument("--protocol", required=True, help="holdout, temporal, leave-last, cold-user, cold-item, melu")
     ev.add_argument("--models", required=True, help="comma-separated model names")
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--seeds", help="comma-separated seeds; values are means over them")

@@ -35,7 +35,6 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.data.tasks import interaction_tasks
-from metarec.errors import ConfigError
 from metarec.models.neural.multitask import MultiTaskConfig, MultiTaskScorer
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,6 @@ class MetaConfig(MultiTaskConfig):
     max_adapt: at most this many history items (a seeded random choice) adapt a user.
     meta_epochs, meta_batch: meta-training epochs and users per episode batch (``meta`` only).
     max_support, query_size: support sizes 1..max_support; query pairs per episode.
-    episodes: how an episode splits a user's pairs: ``time`` (the first ones are the support,
-        later ones the query: a new user's future, as ``cold-user`` asks) or ``random`` (a
-        random support and query, as MeLU's protocol draws them).
     meta_lr: outer learning rate.
     rate_lr: outer learning rate of the (log) inner rates; Meta-SGD's rates must be able to
         move by orders of magnitude within a few hundred episodes, which ``meta_lr`` is far
@@ -69,7 +65,6 @@ class MetaConfig(MultiTaskConfig):
     meta_batch: int = 32
     max_support: int = 20
     query_size: int = 20
-    episodes: str = "time"
     meta_lr: float = 1e-3
     rate_lr: float = 0.05
     first_order: bool = False
@@ -256,8 +251,6 @@ class FinetuneScorer(MultiTaskScorer):
         from metarec.training import TrainConfig, train
 
         c = self.config
-        if c.episodes not in ("time", "random"):
-            raise ConfigError(f"{self.name}: episodes {c.episodes!r}; choose time or random")
         net = self.nets_[0]
         inter = data.interactions
         pairs = (
@@ -277,7 +270,7 @@ class FinetuneScorer(MultiTaskScorer):
         def episode(batch_users: np.ndarray, n: int, r: np.random.Generator):
             sup_rows, qry_u, qry_i, qry_y, qry_pos = [], [], [], [], []
             for k, u in enumerate(batch_users):
-                items = by_user[u] if c.episodes == "time" else r.permutation(by_user[u])
+                items = by_user[u]
                 sup_rows.append(items[:n])
                 q = items[n:]
                 q = q[r.permutation(len(q))[: c.query_size]]
