@@ -52,7 +52,7 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
     neg_labels = scorer._negative_labels(net.tasks, 1)[0]
 
     def pairs(batch_items: np.ndarray, r: np.random.Generator):
-        """Mini-batches ``a`` and ``b`` for each item: ``(slot, user, item, labels, target)``."""
+        """Mini-batches ``a`` and ``b`` for each item, as ``(slot in batch, user, labels, target item or -1)``."""
         out = {"a": [], "b": []}
         for s, i in enumerate(batch_items):
             mine = order[starts[i] : starts[i + 1]]
