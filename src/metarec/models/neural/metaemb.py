@@ -24,6 +24,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def pair_loss(net, items, id_emb, u, labels, any_label):
+    """The loss MetaEmb descends for pairs ``(u[k], items[k])`` with the items' id embeddings
+    ``id_emb``: the mean task losses (``labels``, NaN = none) plus the retrieval loss
+    (``any_label``). Training (both phases) and the service's warm-up use it alike."""
+    v, bias = net.items(items, id_emb=id_emb)
+    losses, retrieval = net.losses(u, v, bias, labels, any_label)
+    return retrieval + sum(losses.values())
+
+
 def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int]):
     """Train ``net.generator`` (``net`` frozen) on the warm items of ``labels`` (the scorer's
     training pairs; ``cols``: the label columns of ``net``'s tasks); switches it on and
@@ -75,10 +84,10 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
 
     def item_loss(phi, slot, batch_items, u, lab, target):
         """Sum over the batch's items of each item's mean loss (tasks + retrieval)."""
-        idx = torch.from_numpy(batch_items[slot])
-        v, bias = net.items(idx, id_emb=phi[torch.from_numpy(slot)])
-        losses, retrieval = net.losses(u, v, bias, torch.from_numpy(lab), torch.from_numpy((target >= 0).astype(np.float32)))
-        return (retrieval + sum(losses.values())) * len(batch_items)
+        any_label = torch.from_numpy((target >= 0).astype(np.float32))
+        items_t, rows = torch.from_numpy(batch_items[slot]), torch.from_numpy(slot)
+        loss = pair_loss(net, items_t, phi[rows], u, torch.from_numpy(lab), any_label)
+        return loss * len(batch_items)
 
     def user_vectors(user, target):
         """The (frozen) users' vectors, each pair's item left out of its user's history."""

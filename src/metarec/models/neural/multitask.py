@@ -481,6 +481,7 @@ class MultiTaskScorer(ContentScorer):
         or batching of events. Returns whether it applied (a trained item keeps its own)."""
         import torch
 
+        from metarec.models.neural.metaemb import pair_loss
         from metarec.models.neural.network import History
 
         if not self.can_warm_up or self.known_items_[item] or len(queries) == 0:
@@ -500,10 +501,10 @@ class MultiTaskScorer(ContentScorer):
                                net.users(torch.from_numpy(neg), History.build(*user_histories(self.history_, neg)))])  # fmt: skip
             with torch.enable_grad():
                 phi = net.generate(idx).detach().requires_grad_(True)
-                v, bias = net.items(idx.expand(len(u)), id_emb=phi.expand(len(u), -1))
                 any_label = torch.from_numpy((np.arange(len(u)) < len(queries)).astype(np.float32))
-                losses, retrieval = net.losses(u, v, bias, torch.from_numpy(labels.astype(np.float32)), any_label)
-                (g,) = torch.autograd.grad(retrieval + sum(losses.values()), phi)
+                loss = pair_loss(net, idx.expand(len(u)), phi.expand(len(u), -1), u,
+                                 torch.from_numpy(labels.astype(np.float32)), any_label)  # fmt: skip
+                (g,) = torch.autograd.grad(loss, phi)
             with torch.no_grad():
                 net.item_id.weight[item] = (phi - c.metaemb_lr * g)[0]
                 net.own[item] = True
