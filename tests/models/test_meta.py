@@ -63,6 +63,31 @@ def test_support_ratings_move_the_predicted_rating(world):
     assert p[:20].mean() > p[20:].mean()
 
 
+def test_the_pseudo_count_shrinks_a_rating_step_by_n_over_n_plus_k(meta, world):
+    """One inner step: the rating-head bias moves by the rated items' summed error over
+    ``n + k``; with ``k = n`` it moves half as far as with the plain mean (``k = 0``)."""
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(meta)
+    m.config.inner_steps = 1
+    items = np.flatnonzero(world.matrix().getnnz(axis=0) > 0)[:8]
+    hist = sp.csr_matrix((np.ones(8, np.float32), (np.zeros(8, int), items)), shape=(1, world.n_items))
+    values = sp.csr_matrix((np.full(8, 5.0, np.float32), (np.zeros(8, int), items)), shape=(1, world.n_items))
+    q = Queries([-1], hist, values)
+    col = [t.name for t in m.tasks].index("rating")
+    start = float(m.adapter_.delta0[m.config.dim + col])
+    moves = {}
+    for k in (0.0, 8.0):
+        with torch.no_grad():
+            m.adapter_.log_count.fill_(float(np.log(k)) if k else -np.inf)
+        moves[k] = float(m._adapted_users(q)[1][0, col]) - start
+    assert moves[0.0] > 0  # ratings of 5 pull the bias up
+    assert moves[8.0] == pytest.approx(moves[0.0] / 2, rel=1e-4)
+    assert float(meta.adapter_.log_count.exp()) > 0  # meta learns it from its start
+
+
 def test_meta_training_is_logged_and_saved(meta, world, tmp_path):
     from metarec.models.io import load_model, save_model
 

@@ -55,6 +55,65 @@ def test_history_leaves_the_target_out():
     torch.testing.assert_close(c, b)
 
 
+def test_catalogue_vectors_are_cached_until_the_network_changes():
+    """``all_items`` is computed once per state of the network: an in-place update (an
+    optimiser step), a replaced table (new items) or train/eval mode gives fresh vectors."""
+    from metarec.data.tasks import Task
+    from metarec.models.neural.network import TaskNet
+
+    attrs = encode_attributes(pd.DataFrame(index=range(3)), 3)
+    item_attrs = encode_attributes(pd.DataFrame({"c": list("abcab")}), 5)
+    net = TaskNet([Task("x", "binary", ("x",))], attrs, item_attrs, torch.randn(5, 4),
+                  torch.ones(3, dtype=torch.bool), torch.ones(5, dtype=torch.bool), dim=8).eval()  # fmt: skip
+    v, b = net.all_items()
+    assert net.all_items()[0] is v  # cached
+    with torch.no_grad():
+        torch.testing.assert_close(v, net.items(torch.arange(5))[0])
+        net.item_id.weight[2] += 1.0  # in place, as an optimiser step
+        net.item_bias.weight[0] += 0.5
+    v2, b2 = net.all_items()
+    torch.testing.assert_close(v2[2], v[2] + 1.0)
+    torch.testing.assert_close(v2[[0, 1, 3, 4]], v[[0, 1, 3, 4]])
+    assert float(b2[0] - b[0]) == pytest.approx(0.5)
+    net.extend_items(2, torch.randn(2, 4), encode_attributes(pd.DataFrame({"c": list("abcabab")}), 7))
+    assert net.all_items()[0].shape == (7, 8)
+    eval_v = net.all_items()[0]
+    assert net.train().all_items()[0] is not eval_v  # training mode (id dropout) is another state
+
+
+@pytest.mark.parametrize("architecture", ["ple", "mmoe", "shared-bottom"])
+def test_fused_heads_compute_each_module_s_function(architecture):
+    """The heads run experts, gates and towers as batched matmuls; the result is what calling
+    each module in turn gives (the textbook MMoE/PLE), for any subset of tasks."""
+    import torch.nn.functional as F
+
+    from metarec.data.tasks import Task
+    from metarec.models.neural.network import TaskNet
+
+    torch.manual_seed(0)
+    tasks = [Task("a", "binary", ("a",)), Task("b", "binary", ("b",)), Task("r", "regression", ("r",))]
+    attrs = encode_attributes(pd.DataFrame(index=range(3)), 3)
+    net = TaskNet(tasks, attrs, attrs, torch.randn(3, 4), torch.ones(3, dtype=torch.bool), torch.ones(3, dtype=torch.bool),
+                  dim=8, hidden=16, architecture=architecture, rating_mean=3.0).eval()  # fmt: skip
+    u, v = torch.randn(10, 8), torch.randn(10, 8)
+    x = torch.cat([u, v, u * v], dim=1)
+    for only in (["a", "b", "r"], ["r"], ["b", "a"]):
+        out = net.heads(u, v, only=only)
+        assert set(out) == set(only)
+        for name in only:
+            if architecture == "shared-bottom":
+                bottom = net.bottom(x)
+            else:
+                experts = [ex(x) for ex in net.experts]
+                if architecture == "ple":
+                    experts.append(net.task_experts[name](x))
+                gate = F.softmax(net.gates[name](x), dim=1)
+                bottom = sum(gate[:, k, None] * e for k, e in enumerate(experts))
+            raw = net.head[name](bottom).squeeze(-1)
+            expected = raw + 3.0 if name == "r" else F.logsigmoid(raw)
+            torch.testing.assert_close(out[name], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_attributes_are_typed_and_scaled():
     a = encode_attributes(pd.DataFrame({"c": ["x", "y", "x", None], "price": [1.0, 2.0, 3.0, np.nan]}), 4)
     assert a.cat_columns == ["c"] and a.num_columns == ["price"]

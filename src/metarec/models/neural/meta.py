@@ -46,7 +46,7 @@ class MetaConfig(MultiTaskConfig):
     inner_steps, inner_lr: adaptation steps and (initial) rate.
     max_adapt: at most this many history items (a seeded random choice) adapt a user.
     meta_epochs, meta_batch: meta-training epochs and users per episode batch (``meta`` only).
-    max_support, query_size: support sizes 1..max_support; query pairs per episode.
+    max_support, query_size: support sizes 1..max_support (log-uniform); query pairs per episode.
     meta_lr: outer learning rate.
     rate_lr: outer learning rate of the (log) inner rates; Meta-SGD's rates must be able to
         move by orders of magnitude within a few hundred episodes, which ``meta_lr`` is far
@@ -56,6 +56,12 @@ class MetaConfig(MultiTaskConfig):
     metaemb: on by default here: new items start from MetaEmb's generated embedding.
     adapt_heads: adapt a per-user bias of each task head too (a user's rating bias, how
         readily they like), besides the user vector: MeLU's "decision layers", smallest form.
+    prior_count: ``meta`` only: the support's value terms (rating, ``liked``) are a sum over
+        its ``n`` rated items divided by ``n + k``, a pseudo-count ``k`` that starts here and
+        is learned with the rates. A step then moves a user's rating bias by ``n / (n + k)``
+        of the evidence, the shrinkage of a Bayesian user bias: one rating moves it little,
+        fifty move it nearly all the way, whatever rate the step has. ``finetune`` takes
+        the plain mean (``k = 0``).
     """
 
     inner_steps: int = 3
@@ -63,13 +69,14 @@ class MetaConfig(MultiTaskConfig):
     max_adapt: int = 50
     meta_epochs: int = 10
     meta_batch: int = 32
-    max_support: int = 20
+    max_support: int = 50
     query_size: int = 20
     meta_lr: float = 1e-3
     rate_lr: float = 0.05
     first_order: bool = False
     meta_sgd: bool = True
     adapt_heads: bool = True
+    prior_count: float = 3.0
     metaemb: bool = True
 
 
@@ -90,6 +97,7 @@ def _adapter(net, dim: int, config: MetaConfig):
             self.dim = dim
             self.delta0 = nn.Parameter(torch.zeros(width))
             self.log_lr = nn.Parameter(torch.full((width,), float(np.log(config.inner_lr))), requires_grad=config.meta_sgd)
+            self.log_count = nn.Parameter(torch.tensor(float(np.log(max(config.prior_count, 1e-6)))))
 
         def split(self, delta):
             """``(vector offset, head biases or None)`` of ``delta (..., width)``."""
@@ -153,9 +161,16 @@ class FinetuneScorer(MultiTaskScorer):
                 else:
                     term = bce(out[t.name], (r0 >= t.min_value).float())
                 graded_loss = graded_loss + torch.where(rated, term, torch.zeros_like(term))
-            return (loss * w1).sum() / w1.sum().clamp(min=1.0) + graded_loss.sum() / rated.sum().clamp(min=1)
+            return (loss * w1).sum() / w1.sum().clamp(min=1.0) + graded_loss.sum() / (rated.sum() + count).clamp(min=1)
 
-        step = vmap(grad(support_loss), in_dims=(0, 0, 0, 0, 0, 0, 0), randomness="same")
+        count = ad.log_count.exp() if self.meta else 0.0
+        if u.shape[0] == 1 and not create_graph:
+            # One user (a request): the same step without vmap's batching layer, which costs
+            # more than the arithmetic at this size.
+            def step(delta, *args):
+                return grad(support_loss)(delta[0], *(a[0] for a in args))[None]
+        else:
+            step = vmap(grad(support_loss), in_dims=(0, 0, 0, 0, 0, 0, 0), randomness="same")
         delta = ad.delta0.expand(u.shape[0], -1)
         if not self.meta:
             delta = torch.zeros_like(delta)
@@ -300,8 +315,8 @@ class FinetuneScorer(MultiTaskScorer):
                 self.adapter = scorer.adapter_
 
             def param_groups(self, lr: float) -> list[dict]:
-                rates = [self.adapter.log_lr]
-                rest = [p for p in self.parameters() if p is not self.adapter.log_lr]
+                rates = [self.adapter.log_lr, self.adapter.log_count]
+                rest = [p for p in self.parameters() if all(p is not q for q in rates)]
                 return [{"params": rest, "lr": lr}, {"params": rates, "lr": c.rate_lr, "weight_decay": 0.0}]
 
             def loss(self, batch):
@@ -321,7 +336,9 @@ class FinetuneScorer(MultiTaskScorer):
         def batches(r: np.random.Generator):
             order = r.permutation(train_users)
             for s in range(0, len(order), c.meta_batch):
-                n = int(r.integers(1, c.max_support + 1))
+                # Log-uniform: as many episodes of 1-2 items as of 20-50, and long supports at
+                # about the cost of uniform 1-20 episodes.
+                n = int(np.floor(np.exp(r.uniform(0.0, np.log(c.max_support + 1)))))
                 batch_users = np.array([u for u in order[s : s + c.meta_batch] if len(by_user[u]) >= n + 5])
                 if len(batch_users) == 0:
                     continue
@@ -359,12 +376,15 @@ class FinetuneScorer(MultiTaskScorer):
         cfg = TrainConfig(epochs=c.meta_epochs, lr=c.meta_lr, patience=c.patience, device="cpu", seed=c.seed)
         self.meta_training_ = train(Episodes(), batches, validate if val_sets else None, cfg)
         log.info("meta: best epoch %d, validation NDCG@10 %.4f", self.meta_training_.best_epoch, self.meta_training_.best_score)
+        log.info("meta: inner rates %s, pseudo-count %.2f", np.round(self.adapter_.log_lr.detach().exp().numpy()[self.config.dim:], 3),
+                 float(self.adapter_.log_count.detach().exp()))  # fmt: skip
 
     # ------------------------------------------------------------------ saving
     def get_state(self) -> dict[str, np.ndarray]:
         state = super().get_state()
         state["adapter.delta0"] = self.adapter_.delta0.detach().numpy()
         state["adapter.log_lr"] = self.adapter_.log_lr.detach().numpy()
+        state["adapter.log_count"] = self.adapter_.log_count.detach().numpy().reshape(1)
         state["implied_json"] = np.frombuffer(",".join(self.implied_).encode() or b" ", dtype=np.uint8).copy()
         return state
 
@@ -376,6 +396,8 @@ class FinetuneScorer(MultiTaskScorer):
         with torch.no_grad():
             self.adapter_.delta0.copy_(torch.from_numpy(np.array(state["adapter.delta0"])))
             self.adapter_.log_lr.copy_(torch.from_numpy(np.array(state["adapter.log_lr"])))
+            # A model saved before the pseudo-count took the plain mean (k = 0).
+            self.adapter_.log_count.fill_(float(np.asarray(state.get("adapter.log_count", [-np.inf])).reshape(-1)[0]))
         text = bytes(np.asarray(state["implied_json"], dtype=np.uint8)).decode().strip()
         self.implied_ = [t for t in text.split(",") if t]
         self._trained_items = np.flatnonzero(self.known_items_)

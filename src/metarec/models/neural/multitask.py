@@ -425,18 +425,17 @@ class MultiTaskScorer(ContentScorer):
         n_users, n_items = len(queries), self.n_items_
         scores = np.zeros((n_users, n_items), dtype=np.float32)
         cut = n_items > self.config.full_rank
-        all_items = torch.arange(n_items)
         with torch.no_grad():
             vectors = [self._user_vectors(net, queries).detach() for net in self.nets_]
             cand = None
             if cut:
                 # Retrieval: the first network's <u, v> + b picks `rerank` items per user.
-                v, b = self.nets_[0].items(all_items)
+                v, b = self.nets_[0].all_items()
                 r = self.nets_[0].retrieval(vectors[0], v, b)
                 cand = torch.topk(r, min(self.config.rerank, n_items), dim=1).indices  # (B, k)
                 scores[:] = (torch.sigmoid(r) - 10.0).numpy()  # below every reranked item
             for net, u in zip(self.nets_, vectors, strict=True):
-                v, _ = net.items(all_items)
+                v, _ = net.all_items()
                 kinds = {t.name: t.kind for t in net.tasks}
                 wanted = [n for n in kinds if self.rank_by_.get(n, 0.0)]
                 if not wanted:

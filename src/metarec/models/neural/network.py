@@ -107,6 +107,21 @@ class AttributeEmbedding(nn.Module):
         return out
 
 
+def _stacked(towers: Sequence[nn.Module], training: bool):
+    """``x (n, T, d) -> (n, T, out)``: tower ``t`` (an :class:`MLP` with one hidden layer)
+    applied to ``x[:, t]``, all towers in one batched matmul per layer."""
+    first = [m.net[0] for m in towers]
+    last = [m.net[3] for m in towers]
+    p = towers[0].net[2].p
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        h = torch.einsum("ntd,tod->nto", x, torch.stack([m.weight for m in first])) + torch.stack([m.bias for m in first])
+        h = F.dropout(F.gelu(h), p, training)
+        return torch.einsum("ntd,tod->nto", h, torch.stack([m.weight for m in last])) + torch.stack([m.bias for m in last])
+
+    return run
+
+
 class TaskNet(nn.Module):
     """Encoders, bottom and heads for ``tasks`` (see the module docstring).
 
@@ -241,6 +256,29 @@ class TaskNet(nn.Module):
             v = v + self.item_content(self.content[idx])
         return v, self.item_bias(ids).squeeze(-1)
 
+    def all_items(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`items` of the whole catalogue, detached, cached while no parameter or buffer
+        changes: an in-place update (an optimiser step, a warm-up, a load) bumps a tensor's
+        version, a replaced one (new items) is another tensor, a moved one (another device)
+        has another data pointer; the cache holds the tensors it was computed from, so a
+        freed one's id cannot be mistaken for them. A request then pays for the catalogue's
+        item vectors once per model change, not once per call."""
+        state = [*self.parameters(), *self.buffers()]
+        versions = [(t._version, t.data_ptr()) for t in state]
+        cached = getattr(self, "_all_items", None)
+        if (
+            cached is None
+            or cached[0] != self.training
+            or len(cached[1]) != len(state)
+            or any(a is not b for a, b in zip(cached[1], state, strict=True))
+            or cached[2] != versions
+        ):
+            with torch.no_grad():
+                out = self.items(torch.arange(len(self.known_items), device=self.content.device))
+            cached = (self.training, state, versions, out)
+            object.__setattr__(self, "_all_items", cached)
+        return cached[3]
+
     def users(self, idx: torch.Tensor, history: History) -> torch.Tensor:
         """``u (n, dim)`` for user indices ``idx`` (-1: unknown) and their :class:`History`.
 
@@ -282,17 +320,15 @@ class TaskNet(nn.Module):
                 name = self.funnel[name]
                 needed.add(name)
         tasks = [t for t in self.tasks if t.name in needed]
+        if not tasks:
+            return {}
         if self.architecture in ("mmoe", "ple"):
-            shared = [ex(x) for ex in self.experts]
-            bottoms = {}
-            for t in tasks:
-                own = [self.task_experts[t.name](x)] if self.architecture == "ple" else []
-                e = torch.stack(shared + own, dim=1)  # (n, E, h)
-                bottoms[t.name] = (F.softmax(self.gates[t.name](x), dim=1)[:, :, None] * e).sum(1)
+            bottom = self._mixture(x, tasks)  # (n, T', h)
         else:
-            h = self.bottom(x)
-            bottoms = {t.name: h for t in tasks}
-        raw = {t.name: self.head[t.name](bottoms[t.name]).squeeze(-1) for t in tasks}
+            bottom = self.bottom(x)[:, None, :].expand(-1, len(tasks), -1)
+        towers = _stacked([self.head[t.name] for t in tasks], self.training)
+        raw_all = towers(bottom).squeeze(-1)  # (n, T')
+        raw = {t.name: raw_all[:, j] for j, t in enumerate(tasks)}
         if offset is not None:
             col = {t.name: j for j, t in enumerate(self.tasks)}
             raw = {name: r + offset[:, col[name]] for name, r in raw.items()}
@@ -313,6 +349,29 @@ class TaskNet(nn.Module):
 
         for t in tasks:
             resolve(t)
+        return out
+
+    def _mixture(self, x: torch.Tensor, tasks: list[Task]) -> torch.Tensor:
+        """MMoE/PLE bottoms ``(n, T', hidden)`` of ``tasks``: each task's softmax gate over the
+        shared experts (and, for PLE, its own). Every expert and gate reads ``x``, so their
+        first layers run as one matmul and the experts' second layers as one batched matmul:
+        the same parameters and function as one module call each, in a few larger kernels,
+        which is what a request's small batches are bound by."""
+        ple = self.architecture == "ple"
+        mods = list(self.experts) + ([self.task_experts[t.name] for t in tasks] if ple else [])
+        gates = [self.gates[t.name] for t in tasks]
+        n_shared, width = len(self.experts), mods[0].net[0].out_features
+        z = F.linear(x, torch.cat([m.net[0].weight for m in mods] + [g.weight for g in gates]),
+                     torch.cat([m.net[0].bias for m in mods] + [g.bias for g in gates]))  # fmt: skip
+        h = z[:, : len(mods) * width].reshape(len(x), len(mods), width)
+        h = F.dropout(F.gelu(h), mods[0].net[2].p, self.training)
+        last = [m.net[3] for m in mods]
+        e = torch.einsum("neh,eoh->neo", h, torch.stack([m.weight for m in last])) + torch.stack([m.bias for m in last])
+        logits = z[:, len(mods) * width :].reshape(len(x), len(tasks), -1)  # (n, T', shared + own)
+        w = F.softmax(logits, dim=2)
+        out = torch.einsum("nts,nso->nto", w[:, :, :n_shared], e[:, :n_shared])
+        if ple:
+            out = out + w[:, :, n_shared:] * e[:, n_shared:]
         return out
 
     def retrieval(self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
