@@ -103,13 +103,34 @@ def test_weights_follow_the_member_that_works_per_segment():
     data, missing = checkerboard(n_users=60, n_items=20, seed=0)
     s = make_scorer("ensemble", members="pop,ease", folds=2, min_segment_users=5).fit(data)
     d = s.describe()
-    assert d["members"] == ["pop", "ease"] and d["segments"] == ["0", "1-5", "6-20", ">20"]
+    names = ["0", "1-5", "6-20", ">20"]
+    assert d["members"] == ["pop", "ease"] and d["segments"] == names + [f"new {n}" for n in names]
     w = np.array(d["weights"])
-    has_history = np.array(d["segment_users"]) >= 5
-    assert (w[1:][has_history[1:], 1] > w[1:][has_history[1:], 0]).all()
+    has_history = (np.array(d["segment_users"]) >= 5) & (np.arange(8) % 4 > 0)
+    assert (w[has_history, 1] > w[has_history, 0]).all()
+    # The validation split's new users are counted in the new-user rows, the others not.
+    assert sum(d["segment_users"][4:]) > 0 and d["segment_users"][4] > 0 and d["segment_users"][0] == 0
     assert d["validation"]["ensemble"] >= max(d["validation"]["pop"], d["validation"]["ease"])
     ids, _ = s.recommend(Queries(np.arange(data.n_users), data.matrix()), n=1)
     assert (ids[:, 0] == missing).mean() >= 0.9
+
+
+def test_new_users_get_the_weights_of_their_own_rows(world):
+    """Known answer: known users ranked by pop alone, new users (never trained on, or -1) by
+    ease alone, whatever their history length."""
+    s = make_scorer("ensemble", members="pop,ease", folds=1).fit(world)
+    s.weights_[:4] = [1.0, 0.0]
+    s.weights_[4:] = [0.0, 1.0]
+    m = world.matrix()
+    known = np.flatnonzero(s.known_users_)[:3]
+    q = Queries(np.concatenate([known, [-1, -1]]), sp.vstack([m[known], m[known[:2]]]).tocsr())
+    got = s.score(q)
+    pop, ease = (normalise(x.scorers[0].score(q), q.history, fill=False) for x in s.members_)
+    np.testing.assert_allclose(got[:3], pop[:3], rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(got[3:], ease[3:], rtol=1e-5, atol=1e-6, equal_nan=True)
+    # One weight row for everyone when new users are not apart.
+    flat = make_scorer("ensemble", members="pop,ease", folds=1, new_apart=False, segments=False)
+    assert flat.group_names_ == ["all"]
 
 
 def test_a_seed_ensemble_averages_its_copies(world):

@@ -15,6 +15,11 @@ member *on validation*. With ``segments``, one weight vector is fit per history-
 segment (0, 1-5, 6-20, >20 interactions, from :data:`~metarec.data.splits.HISTORY_SEGMENTS`)
 that has ``min_segment_users`` validation users, so users with a handful of interactions lean
 on the members that serve them best; the others use the weights fit on all validation users.
+With ``new_apart`` (default), new users (never trained on: a cold start, whose history is
+given at query time) get weights of their own per segment, fit on the validation split's new
+users: a member that adapts to a new user's clicks (``meta``) and one that was trained on the
+user's history (``ials``) are not equally good at the same history length. A new-user segment
+with too few validation users takes its history segment's weights.
 Then the members are trained again on all the training data (``refit``).
 
 A member written ``name*k`` is a seed ensemble: ``k`` copies trained with seeds ``seed``,
@@ -63,6 +68,7 @@ class EnsembleConfig:
     folds: validation splits (seeds ``seed``, ``seed + 1``, ...), members trained on each;
         the weights maximise the metric over all their users (less noise, more training).
     min_segment_users: validation users a segment needs for weights of its own.
+    new_apart: new users (not trained on) get weights of their own per segment.
     significance: a mixture replaces the best single member (of its segment, or overall) only
         if its validation gain exceeds this many standard errors of the per-user paired
         differences; small gains on few users are mostly noise (0: keep any gain).
@@ -80,6 +86,7 @@ class EnsembleConfig:
     holdout_share: float = 0.1
     folds: int = 3
     min_segment_users: int = 30
+    new_apart: bool = True
     significance: float = 1.0
     refit: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -250,6 +257,22 @@ class EnsembleScorer(Scorer):
         if self.config.normalise not in NORMALISATIONS:
             raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {self.config.normalise!r}")
         self.segments_ = HISTORY_SEGMENTS if self.config.segments else ((0, None),)
+        names = segment_names(self.segments_) if self.config.segments else ["all"]
+        #: Weight rows: one per history segment, then (``new_apart``) one per segment for new users.
+        self.group_names_ = names + ([f"new {n}" for n in names] if self.config.new_apart else [])
+
+    def _groups(self, lengths: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """The weight row of each query, from its history length and whether its user is new."""
+        g = history_segment(lengths, self.segments_)
+        return g + len(self.segments_) * np.asarray(new, dtype=bool) if self.config.new_apart else g
+
+    def _is_new(self, users: np.ndarray) -> np.ndarray:
+        """Users the ensemble was not trained on (``-1``, beyond the trained ones, or without pairs)."""
+        users = np.asarray(users)
+        ok = (users >= 0) & (users < len(self.known_users_))
+        known = np.zeros(len(users), dtype=bool)
+        known[ok] = self.known_users_[users[ok]]
+        return ~known
 
     def _members(self) -> list[_Member]:
         c = self.config
@@ -266,9 +289,9 @@ class EnsembleScorer(Scorer):
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         c = self.config
         k = len(self.spec_)
-        self.weights_ = np.full((len(self.segments_), k), 1.0 / k, dtype=np.float32)
+        self.weights_ = np.full((len(self.group_names_), k), 1.0 / k, dtype=np.float32)
         self.validation_ = {}
-        self.segment_users_ = np.zeros(len(self.segments_), dtype=np.int64)
+        self.segment_users_ = np.zeros(len(self.group_names_), dtype=np.int64)
         members = None
         if k > 1:
             folds = []  # (members' normalised scores, queries, relevant) per validation split
@@ -280,7 +303,8 @@ class EnsembleScorer(Scorer):
                 members = self._members()
                 for m in members:
                     m.fit(split.train)
-                folds.append(self._validation_scores(members, split.query_sets, data.n_items, c.seed + f))
+                known = split.train.matrix().getnnz(axis=1) > 0
+                folds.append(self._validation_scores(members, split.query_sets, data.n_items, c.seed + f, known))
             if folds:
                 self._fit_weights(folds)
         if members is None or c.refit or not self.validation_:
@@ -288,7 +312,7 @@ class EnsembleScorer(Scorer):
             for m in members:
                 m.fit(data)
         self.members_ = members
-        for name, w in zip(segment_names(self.segments_), self.weights_):
+        for name, w in zip(self.group_names_, self.weights_):
             log.info("ensemble weights, history %s: %s", name, dict(zip(self.member_names, w.round(3).tolist())))
 
     @property
@@ -296,11 +320,12 @@ class EnsembleScorer(Scorer):
         return [n if k == 1 else f"{n}*{k}" for n, k in self.spec_]
 
     def _validation_scores(
-        self, members: list[_Member], query_sets: list, n_items: int, seed: int
-    ) -> tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix]:
+        self, members: list[_Member], query_sets: list, n_items: int, seed: int, known: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]:
         """Members' normalised scores and what is scorable (:meth:`_member_scores`) for the
         validation queries with a relevant item (sampled down to :data:`MAX_VALIDATION_CELLS`),
-        the queries and their relevant items."""
+        the queries, their relevant items and whether each query's user is new to the members
+        (``known``: the users the members were trained on)."""
         queries = Queries(
             np.concatenate([qs.queries.users for qs in query_sets]),
             sp.vstack([qs.queries.history for qs in query_sets]).tocsr(),
@@ -311,9 +336,11 @@ class EnsembleScorer(Scorer):
         if len(keep) > cap:
             keep = np.sort(np.random.default_rng(seed).choice(keep, cap, replace=False))
         queries, relevant = queries[keep], relevant[keep]
-        return self._member_scores(members, queries), queries, relevant
+        users = queries.users
+        new = ~np.where((users >= 0) & (users < len(known)), known[np.clip(users, 0, len(known) - 1)], False)
+        return self._member_scores(members, queries), queries, relevant, new
 
-    def _fit_weights(self, folds: list[tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix]]) -> None:
+    def _fit_weights(self, folds: list[tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]]) -> None:
         """Coordinate ascent on the validation metric over all folds' users, then per segment."""
         from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
 
@@ -353,15 +380,23 @@ class EnsembleScorer(Scorer):
         everyone = np.arange(z.shape[1])
         self.validation_ = {m: float(per_user(e, everyone).mean()) for m, e in zip(self.member_names, eye)}
         w_all = fit(everyone, [*eye, np.full(k, 1.0 / k)])
-        seg = history_segment(history.getnnz(axis=1), self.segments_)
-        for s in range(len(self.segments_)):
+        lengths = history.getnnz(axis=1)
+        seg = history_segment(lengths, self.segments_)
+        group = self._groups(lengths, np.concatenate([f[3] for f in folds]))
+        n_seg = len(self.segments_)
+        for s in range(n_seg):
+            # A segment's weights: fit on its users (known and new); with ``new_apart``, known
+            # and new users each get their own fit from there when there are enough of them.
             rows = np.flatnonzero(seg == s)
-            self.segment_users_[s] = len(rows)
-            self.weights_[s] = w_all
-            if len(rows) >= c.min_segment_users and len(self.segments_) > 1:
-                self.weights_[s] = fit(rows, [*eye, w_all])
+            pooled = fit(rows, [*eye, w_all]) if len(rows) >= c.min_segment_users and n_seg > 1 else w_all
+            for g in range(s, len(self.group_names_), n_seg):
+                rows_g = np.flatnonzero(group == g) if c.new_apart else rows
+                self.segment_users_[g] = len(rows_g)
+                self.weights_[g] = pooled
+                if c.new_apart and len(rows_g) >= c.min_segment_users and len(rows_g) < len(rows):
+                    self.weights_[g] = fit(rows_g, [*eye, pooled])
         # The validation metric of the ensemble as fit (each user with their segment's weights).
-        seg_w = self.weights_[seg]
+        seg_w = self.weights_[group]
         s_all = np.einsum("kni,nk->ni", z, seg_w)
         s_all[seen] = -np.inf
         hits = np.take_along_axis(rel, top_k(s_all, cutoff), axis=1)
@@ -371,7 +406,7 @@ class EnsembleScorer(Scorer):
     # -------------------------------------------------------------- scoring
     def _score(self, queries: Queries) -> np.ndarray:
         z, scorable = self._member_scores(self.members_, queries)  # (K, n, I), (n, I)
-        w = self.weights_[history_segment(queries.history.getnnz(axis=1), self.segments_)]  # (n, K)
+        w = self.weights_[self._groups(queries.history.getnnz(axis=1), self._is_new(queries.users))]  # (n, K)
         out = np.einsum("kni,nk->ni", z, w)
         out[~scorable] = np.nan
         return out
@@ -381,7 +416,7 @@ class EnsembleScorer(Scorer):
         metric of each member and of the ensemble (shown by the evaluation report)."""
         return {
             "members": self.member_names,
-            "segments": segment_names(self.segments_),
+            "segments": list(self.group_names_),
             "weights": self.weights_.round(4).tolist(),
             "segment_users": self.segment_users_.tolist(),
             "metric": self.config.metric,
@@ -409,6 +444,9 @@ class EnsembleScorer(Scorer):
         super().set_state(state)
         self.weights_ = state["weights"]
         self.segment_users_ = state["segment_users"]
+        if len(self.weights_) < len(self.group_names_):  # saved before new users had weights of their own
+            self.weights_ = np.concatenate([self.weights_, self.weights_])
+            self.segment_users_ = np.concatenate([self.segment_users_, np.zeros_like(self.segment_users_)])
         names = [*self.member_names, "ensemble"]
         self.validation_ = {n: float(v) for n, v in zip(names, state["validation"]) if np.isfinite(v)}
         self.members_ = self._members()
