@@ -161,6 +161,24 @@ def test_singletask_trains_one_network_per_task_independently(shop):
     np.testing.assert_allclose(both.predict_tasks(q, rows, items)["pv"], alone.predict_tasks(q, rows, items)["pv"], rtol=1e-5)
 
 
+def test_a_network_s_retrieval_label_is_its_own_tasks(shop):
+    """The retrieval score learns "any of the network's tasks is positive": every observed pair
+    for the multi-task network, only bought pairs for the single-task ``buy`` network, which
+    would otherwise learn from views (a second task) through it."""
+    m = make_scorer("singletask", **FAST).fit(shop)
+    names = [t.name for t in m.tasks_]
+    users, items = np.array([0, 0, 1, 1]), np.array([0, 1, 2, 3])
+    labels = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])[:, [["buy", "pv"].index(n) for n in names]]
+    targets = np.array([0, 1, -1, 3])  # pair 2 is a sampled negative
+    everything = m._batch(users, items, labels, targets, m.tasks_)
+    np.testing.assert_array_equal(everything["any"], [1, 1, 0, 1])
+    buy = m.tasks_[names.index("buy")]
+    alone = m._batch(users, items, labels[:, [names.index("buy")]], targets, [buy])
+    np.testing.assert_array_equal(alone["any"], [1, 0, 0, 1])
+    # The viewed-not-bought pair's item still leaves its user's history, as at test time.
+    np.testing.assert_array_equal(alone["history"].drop.numpy(), targets)
+
+
 def test_bad_configuration_is_named(shop):
     with pytest.raises(ConfigError, match="funnel"):
         make_scorer("multitask", funnel="pv>nope", **FAST).fit(shop)

@@ -122,3 +122,20 @@ def task_labels(interactions: pd.DataFrame, task: Task) -> pd.DataFrame:
     else:
         out = df.groupby(["user", "item"], observed=True)["value"].mean().rename("label").reset_index()
     return out.reset_index(drop=True).astype({"label": np.float64})
+
+
+def any_positive(values: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    """``(n,)`` float 1.0 where a row of task labels ``values (n, T)`` is positive for any of
+    ``tasks``: a binary label of 1 or a regression value (NaN: no label). The label a
+    network's retrieval score learns: a network learns from its own tasks' labels only, so a
+    single-task network for ``buy`` does not learn from views through its retrieval score.
+
+    >>> tasks = [Task("buy", "binary", ("buy",)), Task("rating", "regression", ("rating",))]
+    >>> any_positive(np.array([[1, np.nan], [0, 4.0], [0, np.nan]]), tasks).tolist()
+    [1.0, 1.0, 0.0]
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(len(values), len(tasks))
+    out = np.zeros(len(values), dtype=bool)
+    for j, t in enumerate(tasks):
+        out |= (values[:, j] == 1.0) if t.kind == "binary" else np.isfinite(values[:, j])
+    return out.astype(np.float32)

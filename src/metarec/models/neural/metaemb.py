@@ -21,6 +21,8 @@ import logging
 
 import numpy as np
 
+from metarec.data.tasks import any_positive
+
 log = logging.getLogger(__name__)
 
 
@@ -82,9 +84,9 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
             b = perm[s : s + c.metaemb_batch]
             yield {"items": b, **pairs(b, r)}
 
-    def item_loss(phi, slot, batch_items, u, lab, target):
+    def item_loss(phi, slot, batch_items, u, lab):
         """Sum over the batch's items of each item's mean loss (tasks + retrieval)."""
-        any_label = torch.from_numpy((target >= 0).astype(np.float32))
+        any_label = torch.from_numpy(any_positive(lab, net.tasks))  # the label the network was trained on
         items_t, rows = torch.from_numpy(batch_items[slot]), torch.from_numpy(slot)
         loss = pair_loss(net, items_t, phi[rows], u, torch.from_numpy(lab), any_label)
         return loss * len(batch_items)
@@ -105,10 +107,10 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
             b = batch["items"].numpy()
             phi = net.generate(torch.from_numpy(b))
             slot, user, lab, target = (x.numpy() for x in batch["a"])
-            loss_a = item_loss(phi, slot, b, user_vectors(user, target), lab, target)
+            loss_a = item_loss(phi, slot, b, user_vectors(user, target), lab)
             (g,) = torch.autograd.grad(loss_a, phi, create_graph=True)
             slot, user, lab, target = (x.numpy() for x in batch["b"])
-            loss_b = item_loss(phi - c.metaemb_lr * g, slot, b, user_vectors(user, target), lab, target)
+            loss_b = item_loss(phi - c.metaemb_lr * g, slot, b, user_vectors(user, target), lab)
             a = c.metaemb_alpha
             return {"loss": (a * loss_a + (1 - a) * loss_b) / len(b), "loss[cold]": loss_a.detach() / len(b),
                     "loss[warm]": loss_b.detach() / len(b)}  # fmt: skip
@@ -118,7 +120,7 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
     def validate(_obj) -> float:
         slot, user, lab, target = val["a"]
         phi = net.generate(torch.from_numpy(val_items))
-        return -float(item_loss(phi, slot, val_items, user_vectors(user, target), lab, target)) / len(val_items)
+        return -float(item_loss(phi, slot, val_items, user_vectors(user, target), lab)) / len(val_items)
 
     frozen = [p for p in net.parameters() if p.requires_grad]
     gen = set(map(id, net.generator.parameters()))

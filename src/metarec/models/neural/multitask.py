@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
-from metarec.data.tasks import Task, interaction_tasks, resolve_tasks, task_labels
+from metarec.data.tasks import Task, any_positive, interaction_tasks, resolve_tasks, task_labels
 from metarec.encoders.content import ContentConfig, item_content
 from metarec.errors import ConfigError
 from metarec.models.content.base import ContentScorer
@@ -282,13 +282,16 @@ class MultiTaskScorer(ContentScorer):
             rating_mean=self.rating_mean_, generator=c.metaemb,
         )  # fmt: skip
 
-    def _batch(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray, targets: np.ndarray) -> dict:
-        """A training batch; ``any`` (the retrieval label) is 1 for observed pairs, whose item
-        is left out of the user's history."""
+    def _batch(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+               tasks: list[Task]) -> dict:  # fmt: skip
+        """A training batch of the network for ``tasks``: observed pairs (``targets``: the item,
+        else -1) have their item left out of the user's history; ``any``, the retrieval label,
+        is 1 where one of the network's tasks is positive (:func:`any_positive`: every observed
+        pair for a network of all tasks; only the bought ones for a single-task ``buy``)."""
         from metarec.models.neural.network import History
 
         hist, rows = user_histories(self.history_, users)
-        return {"users": users, "items": items, "labels": labels, "any": (targets >= 0).astype(np.float32),
+        return {"users": users, "items": items, "labels": labels, "any": any_positive(labels, tasks),
                 "history": History.build(hist, rows, targets)}  # fmt: skip
 
     def _train_group(self, group: list[Task], labels: dict, val: np.ndarray):
@@ -320,7 +323,7 @@ class MultiTaskScorer(ContentScorer):
             order = r.permutation(len(bu))
             for s in range(0, len(order), c.batch_size):
                 o = order[s : s + c.batch_size]
-                yield self._batch(bu[o], bi[o], bl[o], np.where(is_pos[o], bi[o], -1))
+                yield self._batch(bu[o], bi[o], bl[o], np.where(is_pos[o], bi[o], -1), group)
 
         monitored = [m.strip() for m in c.monitor.split(",") if m.strip()]
 
