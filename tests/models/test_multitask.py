@@ -151,6 +151,21 @@ def test_uncertainty_weights_are_logged_and_fixed_weights_are_not(shop):
     assert not any(k.startswith("w[") for k in fixed.training_[0].history[1])
 
 
+def test_gradnorm_weights_sum_to_the_task_count_and_favour_the_slower_task(shop):
+    """GradNorm's weights stay a distribution times T, and the task whose loss falls more
+    slowly relative to its start ends with the larger weight."""
+    m = make_scorer("multitask", weighting="gradnorm", architecture="shared-bottom", **{**FAST, "epochs": 4}).fit(shop)
+    epochs = [h for h in m.training_[0].history if h["epoch"] >= 0]
+    w = {k: float(v) for k, v in epochs[-1].items() if k.startswith("w[")}
+    assert set(w) == {"w[buy]", "w[pv]"}
+    assert abs(sum(w.values()) - 2.0) < 1e-4
+    assert w["w[buy]"] != pytest.approx(1.0, abs=1e-3)  # the weights moved
+    slower = max(("buy", "pv"), key=lambda t: float(epochs[-1][f"loss[{t}]"]) / float(epochs[0][f"loss[{t}]"]))
+    assert w[f"w[{slower}]"] > 1.0
+    with pytest.raises(ConfigError, match="weighting"):
+        make_scorer("multitask", weighting="nope", **FAST).fit(shop)
+
+
 def test_singletask_trains_one_network_per_task_independently(shop):
     """A single-task network does not depend on which other tasks exist."""
     both = make_scorer("singletask", **FAST).fit(shop)

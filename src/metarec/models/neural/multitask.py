@@ -10,9 +10,10 @@ A seeded ``validation`` share of the pairs (with fixed sampled negatives) is hel
 early stopping on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
 regression). Training runs in :func:`metarec.training.train`, the project's one loop.
 
-Task losses are combined with fixed weights or learned uncertainty weights (Kendall, Gal &
+Task losses are combined with fixed weights, learned uncertainty weights (Kendall, Gal &
 Cipolla, CVPR 2018: ``exp(-s_t) L_t + s_t / 2`` for binary tasks, half of the first term for
-regression); the weights ``exp(-s_t)`` are logged per epoch in ``training_.history``.
+regression) or GradNorm (Chen et al., ICML 2018; see :class:`_Objective`); the weights are
+logged per epoch in ``training_.history`` (``w[task]``).
 
 Ranking uses a business score, ``sum_t w_t * P_t`` (``rank_by``; by default the probability
 of an interaction, which is what ranking protocols count). Catalogues
@@ -40,6 +41,9 @@ from metarec.models.neural.features import Attributes, item_attributes, user_att
 
 log = logging.getLogger(__name__)
 
+#: Ways to combine task losses (:class:`_Objective`).
+WEIGHTINGS = ("uncertainty", "fixed", "gradnorm")
+
 
 @dataclass
 class MultiTaskConfig(ContentConfig):
@@ -49,7 +53,8 @@ class MultiTaskConfig(ContentConfig):
     dim, hidden, experts, dropout: sizes of the network.
     id_dropout: probability of replacing a user or item id by the unknown embedding in training.
     funnel: ``parent>child`` pairs, e.g. ``pv>buy``: P(child) = P(parent) P(child | parent) (ESMM).
-    weighting: ``uncertainty`` (learned) or ``fixed`` (``task_weights``).
+    weighting: ``uncertainty`` (learned), ``gradnorm`` (learned; asymmetry ``gradnorm_alpha``)
+        or ``fixed`` (``task_weights``).
     task_weights: fixed weights, e.g. ``buy=2,pv=0.5`` (default 1 each).
     rank_by: the business score, e.g. ``pv=1,cart=3,buy=10``; default: the probability of an
         interaction (the tasks every event implies, such as ``rated``; else 1 per binary task).
@@ -75,6 +80,7 @@ class MultiTaskConfig(ContentConfig):
     id_dropout: float = 0.1
     funnel: str = ""
     weighting: str = "uncertainty"
+    gradnorm_alpha: float = 1.5
     task_weights: str = ""
     rank_by: str = ""
     monitor: str = ""
@@ -140,9 +146,17 @@ def user_histories(matrix: sp.csr_matrix, users: np.ndarray) -> tuple[sp.csr_mat
 
 
 class _Objective:
-    """Wraps a :class:`TaskNet` with its task weighting: ``loss(batch)`` for the training loop."""
+    """Wraps a :class:`TaskNet` with its task weighting: ``loss(batch)`` for the training loop.
 
-    def __new__(cls, net, weighting: str, fixed: dict[str, float]):
+    ``uncertainty``: Kendall et al.'s learned ``exp(-s_t)``. ``fixed``: given weights.
+    ``gradnorm`` (Chen et al., ICML 2018): weights ``w_t`` (summing to the number of tasks,
+    as ``T * softmax``) move so that each task's weighted gradient norm on the last shared
+    layer, ``G_t = w_t |grad L_t|``, approaches ``mean(G) * r_t ** alpha``, where ``r_t`` is the
+    task's loss relative to its first batch's, over the mean of those: a task that trains
+    more slowly gets more weight. The network descends ``sum_t w_t L_t`` (weights held), the
+    weights descend ``sum_t |G_t - target_t|`` (targets held)."""
+
+    def __new__(cls, net, weighting: str, fixed: dict[str, float], alpha: float = 1.5):
         import torch
         from torch import nn
 
@@ -151,8 +165,32 @@ class _Objective:
                 super().__init__()
                 self.net = net
                 self.weighting = weighting
+                self.alpha = alpha
                 self.fixed = torch.tensor([fixed.get(t.name, 1.0) for t in net.tasks])
-                self.log_var = nn.Parameter(torch.zeros(len(net.tasks)), requires_grad=weighting == "uncertainty")
+                learned = weighting in ("uncertainty", "gradnorm")
+                self.log_var = nn.Parameter(torch.zeros(len(net.tasks)), requires_grad=learned)
+                self.register_buffer("initial", torch.full((len(net.tasks),), float("nan")))
+
+            def _gradnorm(self, losses: list) -> tuple:
+                """``(weights, GradNorm's loss)`` for the task losses of one batch."""
+                w = len(losses) * torch.softmax(self.log_var, dim=0)
+                shared = self.net.shared_layer()
+                norms = []
+                for loss in losses:
+                    if not loss.requires_grad:  # no label for the task in this batch
+                        norms.append(torch.zeros(()))
+                        continue
+                    grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+                    sq = sum((g * g).sum() for g in grads if g is not None)
+                    norms.append(torch.sqrt(sq) if torch.is_tensor(sq) else torch.zeros(()))
+                current = torch.stack([loss.detach() for loss in losses])
+                if not torch.isfinite(self.initial).all() and self.training:
+                    self.initial.copy_(torch.where(current > 0, current, torch.ones_like(current)))
+                ratio = current / self.initial
+                r = ratio / ratio.mean().clamp(min=1e-12)
+                g = w * torch.stack(norms).detach()
+                target = (g.mean() * r**self.alpha).detach()
+                return w, (g - target).abs().sum()
 
             def loss(self, batch):
                 n = self.net
@@ -161,12 +199,18 @@ class _Objective:
                 losses, retrieval = n.losses(u, v, bias, batch["labels"], batch["any"])
                 total = retrieval
                 out = {}
+                if self.weighting == "gradnorm":
+                    w, gn = self._gradnorm([losses[t.name] for t in n.tasks])
+                    total = total + gn
                 for j, t in enumerate(n.tasks):
                     if self.weighting == "uncertainty":
                         s = self.log_var[j]
                         scale = 0.5 if t.kind == "regression" else 1.0
                         total = total + scale * torch.exp(-s) * losses[t.name] + 0.5 * s
                         out[f"w[{t.name}]"] = torch.exp(-s).detach()
+                    elif self.weighting == "gradnorm":
+                        total = total + w[j].detach() * losses[t.name]
+                        out[f"w[{t.name}]"] = w[j].detach()
                     else:
                         total = total + self.fixed[j] * losses[t.name]
                     out[f"loss[{t.name}]"] = losses[t.name].detach()
@@ -230,8 +274,8 @@ class MultiTaskScorer(ContentScorer):
 
         if c.architecture not in ARCHITECTURES:
             raise ConfigError(f"{self.name}: architecture {c.architecture!r}; choose from {', '.join(ARCHITECTURES)}")
-        if c.weighting not in ("uncertainty", "fixed"):
-            raise ConfigError(f"{self.name}: weighting {c.weighting!r}; choose uncertainty or fixed")
+        if c.weighting not in WEIGHTINGS:
+            raise ConfigError(f"{self.name}: weighting {c.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
         self.funnel_ = _funnel(c.funnel, self.tasks_) if not self.per_task else {}
         self.task_weights_ = _weights(c.task_weights, names, "task_weights")
         rank = _weights(c.rank_by, names, "rank_by")
@@ -347,7 +391,7 @@ class MultiTaskScorer(ContentScorer):
 
         torch.manual_seed(c.seed)
         net = self._net(group)
-        objective = _Objective(net, c.weighting if len(group) > 1 else "fixed", self.task_weights_)
+        objective = _Objective(net, c.weighting if len(group) > 1 else "fixed", self.task_weights_, c.gradnorm_alpha)
         config = TrainConfig(epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience,
                              device=c.device, seed=c.seed, average=c.average, ema_decay=c.ema_decay)  # fmt: skip
         result = train(objective, batches, validate if n_pos else None, config)

@@ -374,6 +374,13 @@ class TaskNet(nn.Module):
             out = out + w[:, :, n_shared:] * e[:, n_shared:]
         return out
 
+    def shared_layer(self) -> list[nn.Parameter]:
+        """The weights of the last layer every task shares (the shared experts' output layers,
+        or the shared bottom's): where GradNorm measures each task's gradient."""
+        if self.architecture in ("mmoe", "ple"):
+            return [m.net[-1].weight for m in self.experts]
+        return [self.bottom.net[-1].weight]
+
     def retrieval(self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """All-pairs retrieval logits ``(B, k)``."""
         return u @ v.T + bias[None, :]
