@@ -70,8 +70,8 @@ class EnsembleConfig:
     min_segment_users: validation users a segment needs for weights of its own.
     new_apart: new users (not trained on) get weights of their own per segment.
     significance: a mixture replaces the best single member (of its segment, or overall) only
-        if its validation gain exceeds this many standard errors of the per-user paired
-        differences; small gains on few users are mostly noise (0: keep any gain).
+        if its cross-fitted validation gain exceeds this many standard errors of the per-user
+        paired differences (:func:`choose_weights`; 0: keep any in-sample gain).
     refit: train the members again on all the data once the weights are fit.
     params: member parameters, ``{"ials": {"factors": 128}}``.
     seed: the validation split; member ``j`` of a seed ensemble gets ``seed + j``.
@@ -204,6 +204,42 @@ def coordinate_ascent(
             if not improved:
                 break
     return best_w, best
+
+
+def choose_weights(
+    per_user: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray, starts: list[np.ndarray],
+    significance: float, rng: np.random.Generator,
+) -> np.ndarray:  # fmt: skip
+    """Weights for validation users ``rows``: the mixture coordinate ascent finds from ``starts``
+    (``per_user(w, rows)``: each user's metric under weights ``w``), or the best single member
+    unless the mixture's gain is significant.
+
+    The gain is *cross-fitted*: the users are split in two halves; on each, the mixture found
+    on the other half (from the single members and equal weights) is compared, user by user,
+    with the single member best on the other half. The mixture wins if the mean of those
+    held-out differences exceeds ``significance`` standard errors (``0``: any in-sample gain).
+    Judged on the users it was fit on, a search over many weight vectors finds gains that are
+    noise, more so on a few hundred users.
+    """
+    k = len(starts[0])
+    eye = [np.eye(k)[j] for j in range(k)]
+    w, _ = coordinate_ascent(lambda w: float(per_user(w, rows).mean()), starts)
+    singles = np.stack([per_user(e, rows) for e in eye])  # (K, n)
+    best = int(np.argmax(singles.mean(axis=1)))
+    if significance <= 0:
+        return w if per_user(w, rows).mean() > singles[best].mean() else eye[best]
+    if len(rows) < 4:
+        return eye[best]
+    pos = rng.permutation(len(rows))
+    halves = (pos[: len(pos) // 2], pos[len(pos) // 2 :])
+    diffs = []
+    for fit_on, judge in (halves, halves[::-1]):
+        w_half, _ = coordinate_ascent(lambda w: float(per_user(w, rows[fit_on]).mean()), [*eye, np.full(k, 1.0 / k)])
+        best_half = int(np.argmax(singles[:, fit_on].mean(axis=1)))
+        diffs.append(per_user(w_half, rows[judge]) - singles[best_half, judge])
+    d = np.concatenate(diffs)
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    return w if d.mean() > significance * se else eye[best]
 
 
 class _Member:
@@ -368,14 +404,7 @@ class EnsembleScorer(Scorer):
         eye = [np.eye(k)[j] for j in range(k)]
 
         def fit(rows: np.ndarray, starts: list[np.ndarray]) -> np.ndarray:
-            """Coordinate ascent from ``starts``; the best single member unless the mixture's
-            gain over it is significant."""
-            w, _ = coordinate_ascent(lambda w: float(per_user(w, rows).mean()), starts)
-            singles = [per_user(e, rows) for e in eye]
-            best = int(np.argmax([v.mean() for v in singles]))
-            d = per_user(w, rows) - singles[best]
-            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.inf
-            return w if d.mean() > c.significance * se else eye[best]
+            return choose_weights(per_user, rows, starts, c.significance, np.random.default_rng((c.seed, len(rows))))
 
         everyone = np.arange(z.shape[1])
         self.validation_ = {m: float(per_user(e, everyone).mean()) for m, e in zip(self.member_names, eye)}
