@@ -173,3 +173,9 @@ def test_weights_and_validation_survive_saving(world, tmp_path):
     loaded = load_model(tmp_path / "m").scorer
     np.testing.assert_array_equal(loaded.weights_, s.weights_)
     assert loaded.describe() == s.describe()
+    # Saved before new users had rows of their own: they take their segment's weights.
+    state = s.get_state()
+    state["weights"], state["segment_users"] = state["weights"][:4], state["segment_users"][:4]
+    old = make_scorer("ensemble", members="pop,ease,itemknn", folds=1)
+    old.set_state(state)
+    np.testing.assert_array_equal(old.weights_, np.concatenate([s.weights_[:4], s.weights_[:4]]))
