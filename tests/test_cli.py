@@ -100,3 +100,15 @@ def test_console_script_runs(tmp_path):
     r = subprocess.run([*exe, "data", "inspect", "--data", str(tmp_path), "--format", "taobao"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("error:") and "UserBehavior.csv" in r.stderr
+
+
+def test_model_params_bare_and_per_model():
+    """``l2=300`` reaches every model run, ``ease.l2=300`` one, ``ensemble.ials.factors`` a member."""
+    from metarec.cli import _model_params
+    from metarec.errors import ConfigError
+
+    assert _model_params(["epochs=3"], ["multitask", "singletask"]) == {"multitask": {"epochs": 3}, "singletask": {"epochs": 3}}
+    got = _model_params(["ease.l2=300", "ensemble.ials.factors=8"], ["ease", "ensemble"])
+    assert got == {"ease": {"l2": 300}, "ensemble": {"ials.factors": 8}}
+    with pytest.raises(ConfigError, match="'ials' is not being run"):
+        _model_params(["ials.factors=8"], ["ease"])

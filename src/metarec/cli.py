@@ -93,6 +93,7 @@ def _model_params(specs: Sequence[str] | None, models: Sequence[str]) -> dict[st
         key, _, value = spec.partition("=")
         model, dot, name = key.partition(".")
         targets = [model] if dot else list(models)
+        name = name if dot else key
         for m in targets:
             if m not in out:
                 raise ConfigError(f"--param {spec!r}: model {m!r} is not being run")
