@@ -242,6 +242,20 @@ def choose_weights(
     return w if d.mean() > significance * se else eye[best]
 
 
+def new_users(users: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Whether each user is new to models trained on the users ``known`` (a bool per user
+    index): ``-1``, an index beyond them, or a user without training pairs.
+
+    >>> new_users(np.array([-1, 0, 1, 5]), np.array([True, False])).tolist()
+    [True, False, True, True]
+    """
+    users = np.asarray(users)
+    ok = (users >= 0) & (users < len(known))
+    out = np.ones(len(users), dtype=bool)
+    out[ok] = ~np.asarray(known, dtype=bool)[users[ok]]
+    return out
+
+
 class _Member:
     """One member: a model, or a seed ensemble of copies of it."""
 
@@ -302,13 +316,6 @@ class EnsembleScorer(Scorer):
         g = history_segment(lengths, self.segments_)
         return g + len(self.segments_) * np.asarray(new, dtype=bool) if self.config.new_apart else g
 
-    def _is_new(self, users: np.ndarray) -> np.ndarray:
-        """Users the ensemble was not trained on (``-1``, beyond the trained ones, or without pairs)."""
-        users = np.asarray(users)
-        ok = (users >= 0) & (users < len(self.known_users_))
-        known = np.zeros(len(users), dtype=bool)
-        known[ok] = self.known_users_[users[ok]]
-        return ~known
 
     def _members(self) -> list[_Member]:
         c = self.config
@@ -372,9 +379,7 @@ class EnsembleScorer(Scorer):
         if len(keep) > cap:
             keep = np.sort(np.random.default_rng(seed).choice(keep, cap, replace=False))
         queries, relevant = queries[keep], relevant[keep]
-        users = queries.users
-        new = ~np.where((users >= 0) & (users < len(known)), known[np.clip(users, 0, len(known) - 1)], False)
-        return self._member_scores(members, queries), queries, relevant, new
+        return self._member_scores(members, queries), queries, relevant, new_users(queries.users, known)
 
     def _fit_weights(self, folds: list[tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]]) -> None:
         """Coordinate ascent on the validation metric over all folds' users, then per segment."""
@@ -435,7 +440,7 @@ class EnsembleScorer(Scorer):
     # -------------------------------------------------------------- scoring
     def _score(self, queries: Queries) -> np.ndarray:
         z, scorable = self._member_scores(self.members_, queries)  # (K, n, I), (n, I)
-        w = self.weights_[self._groups(queries.history.getnnz(axis=1), self._is_new(queries.users))]  # (n, K)
+        w = self.weights_[self._groups(queries.history.getnnz(axis=1), new_users(queries.users, self.known_users_))]
         out = np.einsum("kni,nk->ni", z, w)
         out[~scorable] = np.nan
         return out
