@@ -177,12 +177,11 @@ class _Objective:
                 shared = self.net.shared_layer()
                 norms = []
                 for loss in losses:
-                    if not loss.requires_grad:  # no label for the task in this batch
-                        norms.append(torch.zeros(()))
-                        continue
-                    grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
-                    sq = sum((g * g).sum() for g in grads if g is not None)
-                    norms.append(torch.sqrt(sq) if torch.is_tensor(sq) else torch.zeros(()))
+                    sq = loss.new_zeros(())  # on the loss's device: the norms are stacked
+                    if loss.requires_grad:  # (no label for the task in this batch: no gradient)
+                        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+                        sq = sum(((g * g).sum() for g in grads if g is not None), sq)
+                    norms.append(torch.sqrt(sq))
                 current = torch.stack([loss.detach() for loss in losses])
                 if not torch.isfinite(self.initial).all() and self.training:
                     self.initial.copy_(torch.where(current > 0, current, torch.ones_like(current)))
