@@ -179,3 +179,19 @@ def test_weights_and_validation_survive_saving(world, tmp_path):
     old = make_scorer("ensemble", members="pop,ease,itemknn", folds=1)
     old.set_state(state)
     np.testing.assert_array_equal(old.weights_, np.concatenate([s.weights_[:4], s.weights_[:4]]))
+
+
+def test_an_evaluated_ensemble_combines_the_models_beside_it(world):
+    from metarec.evaluation.harness import ensemble_params, evaluate
+
+    got = ensemble_params(["pop", "ials", "ensemble"], {"ials": {"factors": 8}, "ensemble": {"folds": 1}})
+    assert got["ensemble"] == {"members": "pop,ials", "ials.factors": 8, "folds": 1}
+    assert got["ials"] == {"factors": 8}
+    # Given members, or nothing beside it: untouched.
+    assert ensemble_params(["pop", "ensemble"], {"ensemble": {"members": "ease"}})["ensemble"] == {"members": "ease"}
+    assert ensemble_params(["ensemble"], {}) == {}
+    # The ensemble's own setting of a member's parameter wins.
+    assert ensemble_params(["ials", "ensemble"], {"ials": {"factors": 8}, "ensemble": {"ials.factors": 4}})[
+        "ensemble"]["ials.factors"] == 4  # fmt: skip
+    res = evaluate(world, "holdout", ["pop", "ials", "ensemble"], params={"ials": {"factors": 8}, "ensemble": {"folds": 1}})
+    assert res.details["ensemble"][0]["members"] == ["pop", "ials"]

@@ -253,6 +253,24 @@ def reference_ratings(train: Dataset, qs: QuerySet, test: Any) -> dict[str, dict
     }
 
 
+def ensemble_params(models: Sequence[str], params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``params`` with the ensemble's members defaulting to the other models evaluated, each
+    member with the parameters its model is evaluated with (unless the ensemble sets them), so
+    "above every member" compares like with like.
+
+    >>> ensemble_params(["ease", "ials", "ensemble"], {"ials": {"factors": 128}})["ensemble"]
+    {'members': 'ease,ials', 'ials.factors': 128}
+    """
+    others = [m for m in models if m != "ensemble"]
+    if "ensemble" not in models or not others or "members" in params.get("ensemble", {}):
+        return params
+    ens = {"members": ",".join(others)}
+    for m in others:
+        ens.update({f"{m}.{k}": v for k, v in params.get(m, {}).items()})
+    ens.update(params.get("ensemble", {}))
+    return {**params, "ensemble": ens}
+
+
 def evaluate(
     data: Dataset,
     protocol: str,
@@ -270,8 +288,11 @@ def evaluate(
         params: per-model parameter overrides, ``{"ease": {"l2": 300}}``.
         progress: called with a short description after each model/seed step.
         negatives: sampled negatives per held-out pair in task metrics (:func:`evaluate_tasks`).
+
+    An ``ensemble`` evaluated beside other models combines those models, with their
+    parameters, unless its ``members`` are given (:func:`ensemble_params`).
     """
-    params = params or {}
+    params = ensemble_params(models, params or {})
     per_seed: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     positives: dict[tuple, list[int]] = defaultdict(list)
