@@ -201,6 +201,20 @@ def test_bad_configuration_is_named(shop):
         make_scorer("multitask", architecture="ple-x", **FAST).fit(shop)
     with pytest.raises(ConfigError, match="rank_by"):
         make_scorer("multitask", rank_by="view=1", **FAST).fit(shop)
+    with pytest.raises(ConfigError, match="validation_order"):
+        make_scorer("multitask", validation_order="newest", **FAST).fit(shop)
+
+
+def test_time_ordered_validation_holds_out_the_latest_pairs(shop):
+    s = make_scorer("multitask", validation_order="time", **{**FAST, "epochs": 1}).fit(shop)
+    labels = s._labels(shop)
+    val = s._validation_pairs(labels)
+    assert val.sum() == round(0.1 * len(val))
+    assert labels["time"][val].min() >= labels["time"][~val].max()
+    # Random (the default): held-out pairs from all times.
+    s.config.validation_order = "random"
+    val = s._validation_pairs(labels)
+    assert 0 < val.sum() < len(val) and labels["time"][val].min() < labels["time"][~val].max()
 
 
 def test_shared_bottom_and_mmoe_both_train(shop):

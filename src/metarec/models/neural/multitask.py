@@ -6,8 +6,9 @@ task (:mod:`metarec.data.tasks`: 1/0 for binary tasks, the value for regression 
 label where a pair has no rating), plus ``negatives`` items per pair drawn at random from
 the items seen in training, afresh each epoch (0 for binary tasks, no label for regression). A pair's own
 item is removed from the user's history when it is the target, as it would be at test time.
-A seeded ``validation`` share of the pairs (with fixed sampled negatives) is held out for
-early stopping on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
+A ``validation`` share of the pairs (with fixed sampled negatives) is held out for
+early stopping: a seeded random share, or with ``validation_order=time`` the latest pairs (by
+their first event), so that the epoch kept is the one that predicts later behaviour best, on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
 regression). Training runs in :func:`metarec.training.train`, the project's one loop.
 
 Task losses are combined with fixed weights, learned uncertainty weights (Kendall, Gal &
@@ -62,6 +63,8 @@ class MultiTaskConfig(ContentConfig):
     negatives: random items (among those seen in training) per training pair, resampled every epoch.
     content: use the items' content vectors when the data has item text.
     epochs, batch_size, lr, weight_decay, patience, validation: training (the shared loop).
+    validation_order: ``random`` (a seeded random share of the pairs is held out) or ``time``
+        (the latest share, by each pair's first event; random where there are no timestamps).
     average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``
         (:class:`metarec.training.TrainConfig`).
     full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
@@ -92,6 +95,7 @@ class MultiTaskConfig(ContentConfig):
     weight_decay: float = 0.0
     patience: int = 2
     validation: float = 0.1
+    validation_order: str = "random"
     average: str = "none"
     ema_decay: float = 0.99
     full_rank: int = 5000
@@ -245,7 +249,7 @@ class MultiTaskScorer(ContentScorer):
         self.history_ = matrix.astype(np.float32)
         labels = self._labels(data)
         self._trained_items = np.flatnonzero(self.known_items_)
-        val = np.random.default_rng(self.config.seed).random(len(labels["user"])) < self.config.validation
+        val = self._validation_pairs(labels)
         self.rating_mean_ = float(np.nanmean(labels["values"][:, [t.kind == "regression" for t in self.tasks_]])) \
             if any(t.kind == "regression" for t in self.tasks_) else 0.0  # fmt: skip
         self.groups_ = [[t] for t in self.tasks_] if self.per_task else [list(self.tasks_)]
@@ -275,6 +279,8 @@ class MultiTaskScorer(ContentScorer):
             raise ConfigError(f"{self.name}: architecture {c.architecture!r}; choose from {', '.join(ARCHITECTURES)}")
         if c.weighting not in WEIGHTINGS:
             raise ConfigError(f"{self.name}: weighting {c.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+        if c.validation_order not in ("random", "time"):
+            raise ConfigError(f"{self.name}: validation_order {c.validation_order!r}; choose from random, time")
         self.funnel_ = _funnel(c.funnel, self.tasks_) if not self.per_task else {}
         self.task_weights_ = _weights(c.task_weights, names, "task_weights")
         rank = _weights(c.rank_by, names, "rank_by")
@@ -288,7 +294,7 @@ class MultiTaskScorer(ContentScorer):
 
     def _labels(self, data: Dataset) -> dict[str, np.ndarray]:
         """Distinct training pairs and their label per task (NaN: none)."""
-        pairs = data.pairs()[["user", "item"]]
+        pairs = data.pairs()
         key = pairs["user"].to_numpy(np.int64) * self.n_items_ + pairs["item"].to_numpy(np.int64)
         values = np.full((len(pairs), len(self.tasks_)), np.nan, dtype=np.float32)
         for j, t in enumerate(self.tasks_):
@@ -299,7 +305,22 @@ class MultiTaskScorer(ContentScorer):
                 values[:, j] = 0.0
             values[pos, j] = lab["label"].to_numpy(np.float32)
         return {"user": pairs["user"].to_numpy(np.int64), "item": pairs["item"].to_numpy(np.int64),
-                "values": values, "keys": key}  # fmt: skip
+                "values": values, "keys": key,
+                # Clock times order pairs across users; sequence positions (``order``) do not.
+                "time": pairs["timestamp"].to_numpy(np.float64) if data.timestamp_kind == "unix" else None}  # fmt: skip
+
+    def _validation_pairs(self, labels: dict[str, np.ndarray]) -> np.ndarray:
+        """Which training pairs are held out for early stopping (``validation``, ``validation_order``)."""
+        c = self.config
+        n = len(labels["user"])
+        t = labels.get("time")
+        if c.validation_order == "time" and t is not None and np.isfinite(t).all() and np.ptp(t) > 0:
+            # The latest share; ties broken at random so that a burst of equal times splits evenly.
+            order = np.lexsort((np.random.default_rng(c.seed).random(n), t))
+            val = np.zeros(n, dtype=bool)
+            val[order[n - int(round(n * c.validation)) :]] = True
+            return val
+        return np.random.default_rng(c.seed).random(n) < c.validation
 
     def _negatives(self, users: np.ndarray, keys: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``negatives`` random items per user in ``users`` that the user has no pair with,
