@@ -7,9 +7,10 @@ label where a pair has no rating), plus ``negatives`` items per pair drawn at ra
 the items seen in training, afresh each epoch (0 for binary tasks, no label for regression). A pair's own
 item is removed from the user's history when it is the target, as it would be at test time.
 A ``validation`` share of the pairs (with fixed sampled negatives) is held out for
-early stopping: a seeded random share, or with ``validation_order=time`` the latest pairs (by
-their first event), so that the epoch kept is the one that predicts later behaviour best, on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
-regression). Training runs in :func:`metarec.training.train`, the project's one loop.
+early stopping on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
+regression): a seeded random share, or with ``validation_order=time`` the latest pairs (by
+their first event), so that the epoch kept is the one that predicts later behaviour best.
+Training runs in :func:`metarec.training.train`, the project's one loop.
 
 Task losses are combined with fixed weights, learned uncertainty weights (Kendall, Gal &
 Cipolla, CVPR 2018: ``exp(-s_t) L_t + s_t / 2`` for binary tasks, half of the first term for
@@ -313,7 +314,7 @@ class MultiTaskScorer(ContentScorer):
         """Which training pairs are held out for early stopping (``validation``, ``validation_order``)."""
         c = self.config
         n = len(labels["user"])
-        t = labels.get("time")
+        t = labels["time"]
         if c.validation_order == "time" and t is not None and np.isfinite(t).all() and np.ptp(t) > 0:
             # The latest share; ties broken at random so that a burst of equal times splits evenly.
             order = np.lexsort((np.random.default_rng(c.seed).random(n), t))
