@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.encoders.content import ContentConfig, item_content
 from metarec.models.base import Scorer
+from metarec.ranking import nearest
 
 
 class ContentScorer(Scorer):
@@ -176,18 +177,13 @@ def content_neighbours(
         return sp.csr_matrix((len(rows), n), dtype=np.float32)
     pos_in_warm = np.full(n, -1)
     pos_in_warm[warm_idx] = np.arange(len(warm_idx))
-    vw = vectors[warm_idx]
-    idx_out, w_out = [], []
-    for start in range(0, len(rows), 2048):
-        r = rows[start : start + 2048]
-        sim = vectors[r] @ vw.T  # (b, W)
-        own = pos_in_warm[r]
-        sim[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # (b, k)
-        s = np.take_along_axis(sim, top, axis=1) / temperature
-        w = np.exp(s - s.max(axis=1, keepdims=True))
-        idx_out.append(warm_idx[top])
-        w_out.append(w / w.sum(axis=1, keepdims=True))
-    idx, w = np.vstack(idx_out), np.vstack(w_out)
+    # k + 1 nearest, then the item itself (when warm) or the last one is dropped.
+    sim, top = nearest(vectors[warm_idx], vectors[rows], k + 1)
+    own = pos_in_warm[rows]
+    sim[top == own[:, None]] = -np.inf
+    keep = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    s = np.take_along_axis(sim, keep, axis=1) / temperature
+    w = np.exp(s - s.max(axis=1, keepdims=True))
+    idx, w = warm_idx[np.take_along_axis(top, keep, axis=1)], w / w.sum(axis=1, keepdims=True)
     indptr = np.arange(0, len(rows) * k + 1, k)
     return sp.csr_matrix((w.ravel().astype(np.float32), idx.ravel(), indptr), shape=(len(rows), n))
