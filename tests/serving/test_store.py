@@ -1,0 +1,46 @@
+"""Both event stores, one contract: batched inserts that count new and repeated ids, keep the
+order given, and write all of a call or nothing. PostgreSQL runs where $METAREC_PG_URL names a
+server (.ci/run starts one)."""
+
+import os
+
+import pytest
+
+from metarec.serving.store import Event, open_store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        url = os.environ.get("METAREC_PG_URL")
+        if not url:
+            pytest.skip("METAREC_PG_URL is not set (no PostgreSQL server here; .ci/run starts one)")
+        psycopg = pytest.importorskip("psycopg")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS events, items, users")
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def test_a_call_larger_than_a_batch_counts_new_and_repeated_ids_and_keeps_order(store):
+    assert store.batch_rows < 1200  # the call below spans several INSERT statements
+    store.add_events([Event(f"e{i}", "u0", "i0", "view", 1.0, float(i)) for i in range(10)])
+    events = [Event(f"e{i}", f"u{i % 7}", f"i{i % 50}", "view", 1.0, float(i)) for i in range(1200)]
+    events += [Event("e600", "u9", "i9", "view"), Event("e1100", "u9", "i9", "view")]  # repeated inside the call
+    assert store.add_events(events) == (1190, 12)
+    stored = list(store.all_events())
+    assert [e.event_id for e in stored] == [f"e{i}" for i in range(1200)]
+    assert stored[600].user_id == "u5"  # the first of a repeated id is the one kept
+    assert [e.seq for e in stored] == sorted(e.seq for e in stored)
+
+
+def test_a_call_that_fails_in_a_later_batch_writes_nothing(store):
+    good = [Event(f"g{i}", "u", "i", "view") for i in range(store.batch_rows + 5)]
+    bad = Event("bad", "u", None, "view")  # item_id NOT NULL
+    with pytest.raises(Exception):  # noqa: B017 (sqlite3 and psycopg raise their own IntegrityError)
+        store.add_events([*good, bad])
+    assert list(store.all_events()) == []
+    assert store.add_events(good[:3]) == (3, 0)  # the store still works after the rollback
