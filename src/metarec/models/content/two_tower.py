@@ -215,6 +215,9 @@ class TwoTowerScorer(ContentScorer):
                        "neighbours": _torch_sparse(self.neighbours_[cand])}  # fmt: skip
 
         def recall_at_20(net, users: np.ndarray, rel: sp.csr_matrix, cand: np.ndarray) -> float:
+            from metarec.evaluation.metrics import recall
+            from metarec.ranking import top_k
+
             if len(users) == 0:
                 return float("nan")
             hist = train_m[users]
@@ -222,11 +225,9 @@ class TwoTowerScorer(ContentScorer):
             lexical = torch.from_numpy(self._lexical(hist)).to(net.content.device)
             s = net.score(h, lexical, _torch_sparse(self.neighbours_).to(h.device)).cpu().numpy()
             s[hist.nonzero()] = -np.inf
-            s = s[:, cand]
             r = rel[:, cand].toarray() > 0
-            top = np.argpartition(-s, min(20, len(cand) - 1), axis=1)[:, :20]
-            hits = np.take_along_axis(r, top, axis=1).sum(axis=1)
-            return float(np.mean(hits / np.maximum(r.sum(axis=1), 1)))
+            hits = np.take_along_axis(r, top_k(s[:, cand], 20), axis=1)
+            return float(np.mean(recall(hits, r.sum(axis=1), 20)))
 
         warm_users = np.flatnonzero(val_warm.getnnz(axis=1) > 0)
         cold_users = np.flatnonzero(val_cold.getnnz(axis=1) > 0)
