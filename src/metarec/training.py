@@ -62,6 +62,11 @@ class TrainConfig:
     average: ``none``, ``ema`` or ``swa`` (see the module docstring).
     ema_decay: the EMA's weight on the past per step.
     swa_start: the first epoch whose weights SWA averages.
+    deterministic: run torch's deterministic kernels while training (restored after), so
+        two runs with one seed give the same weights bit for bit; without it, kernels that
+        accumulate in parallel (embedding-bag gradients on a multi-threaded CPU) add in a
+        varying order and two fits differ at the 1e-7 level. An op with no deterministic
+        kernel (some CUDA ones) warns rather than fails.
     """
 
     epochs: int = 30
@@ -75,6 +80,7 @@ class TrainConfig:
     average: str = "none"
     ema_decay: float = 0.99
     swa_start: int = 1
+    deterministic: bool = True
 
 
 AVERAGING = ("none", "ema", "swa")
@@ -236,6 +242,10 @@ def train(
         best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         result.history.append({"epoch": -1, "validation": result.best_score})
         log.info("before training: validation=%.4f", result.best_score)
+    was_deterministic = (torch.are_deterministic_algorithms_enabled(),
+                         torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     bar = None
     if config.progress:
         from rich.progress import Progress
@@ -287,6 +297,7 @@ def train(
     finally:
         if bar is not None:
             bar.stop()
+        torch.use_deterministic_algorithms(was_deterministic[0], warn_only=was_deterministic[1])
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
