@@ -1,8 +1,6 @@
 """The PostgreSQL store against a real server ($METAREC_PG_URL; .ci/run starts one), and two
 service replicas sharing it."""
 
-import os
-
 import pytest
 
 psycopg = pytest.importorskip("psycopg")
@@ -16,16 +14,6 @@ from metarec.serving.app import create_app  # noqa: E402
 from metarec.serving.store import Event, open_store  # noqa: E402
 
 KEY = {"X-API-Key": "k"}
-
-
-@pytest.fixture
-def pg_url():
-    url = os.environ.get("METAREC_PG_URL")
-    if not url:
-        pytest.skip("METAREC_PG_URL is not set (no PostgreSQL server here; .ci/run starts one)")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS events, items, users")
-    return url
 
 
 def test_postgres_store_is_idempotent_and_ordered(pg_url):

@@ -2,8 +2,6 @@
 order given, and write all of a call or nothing. PostgreSQL runs where $METAREC_PG_URL names a
 server (.ci/run starts one)."""
 
-import os
-
 import pytest
 
 from metarec.serving.store import Event, open_store
@@ -11,15 +9,7 @@ from metarec.serving.store import Event, open_store
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'events.db'}"
-    else:
-        url = os.environ.get("METAREC_PG_URL")
-        if not url:
-            pytest.skip("METAREC_PG_URL is not set (no PostgreSQL server here; .ci/run starts one)")
-        psycopg = pytest.importorskip("psycopg")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS events, items, users")
+    url = f"sqlite:///{tmp_path / 'events.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     s = open_store(url)
     yield s
     s.close()
