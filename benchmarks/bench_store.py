@@ -19,14 +19,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from metarec.serving.store import Event, open_store
+from metarec.serving.store import INSERT_EVENTS, ONE_ROW, Event, open_store
 
 
 def one_per_event(store, events: list[Event]) -> None:
     """The baseline: one statement, and for PostgreSQL one round trip, per event."""
-    ph = store.placeholder
-    sql = (f"INSERT INTO events (event_id, user_id, item_id, type, value, ts, received) VALUES "
-           f"({', '.join([ph] * 7)}) ON CONFLICT (event_id) DO NOTHING")  # fmt: skip
+    sql = store._sql(INSERT_EVENTS.format(values=ONE_ROW))
     now = time.time()
     with store._lock:
         cur = store._conn.cursor()

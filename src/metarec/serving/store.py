@@ -32,6 +32,12 @@ SCHEMA = (
         user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL)""",
 )
 
+#: Inserting events; a repeated ``event_id`` is skipped (only that constraint: a row that
+#: breaks NOT NULL still fails). ``{values}``: one ``(?, ?, ?, ?, ?, ?, ?)`` per row.
+INSERT_EVENTS = ("INSERT INTO events (event_id, user_id, item_id, type, value, ts, received) VALUES {values} "
+                 "ON CONFLICT (event_id) DO NOTHING")  # fmt: skip
+ONE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+
 
 @dataclass
 class Event:
@@ -201,10 +207,8 @@ class SQLiteStore(EventStore):
 
     def _insert_rows(self, cur: Any, rows: list[tuple]) -> int:
         # In-process: executemany's per-row cost is a C loop; rowcount sums the rows inserted.
-        # ON CONFLICT names the one constraint to skip on (``OR IGNORE`` would also drop rows
-        # that break NOT NULL, silently).
-        cur.executemany("INSERT INTO events (event_id, user_id, item_id, type, value, ts, received) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", rows)  # fmt: skip
+        # (``INSERT OR IGNORE``, used before, also dropped rows that broke NOT NULL, silently.)
+        cur.executemany(INSERT_EVENTS.format(values=ONE_ROW), rows)
         return max(cur.rowcount, 0)
 
 
@@ -225,16 +229,12 @@ class PostgresStore(EventStore):
             raise ConfigError("a postgresql:// store needs the 'serve' extra: pip install 'metarec[serve]'") from None
         return psycopg.connect(self.url)
 
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s")
-
     def _insert_rows(self, cur: Any, rows: list[tuple]) -> int:
         # One multi-row INSERT per batch: one round trip to the server instead of one per event.
         # Still parameterised: only the placeholders are repeated. A duplicate id inside the
         # batch is skipped like one already stored (DO NOTHING); rowcount is the rows inserted.
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-        cur.execute(f"INSERT INTO events (event_id, user_id, item_id, type, value, ts, received) VALUES {values} "
-                    "ON CONFLICT (event_id) DO NOTHING", [v for row in rows for v in row])  # fmt: skip
+        sql = self._sql(INSERT_EVENTS.format(values=", ".join([ONE_ROW] * len(rows))))
+        cur.execute(sql, [v for row in rows for v in row])
         return max(cur.rowcount, 0)
 
 
