@@ -149,7 +149,11 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "metarec.cli", "serve", "--model", str(model), "--store", store_url,
            "--port", str(port), "--api-key", "bench", "--workers", str(args.workers)]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server's output goes to a file, shown if the run fails: a pipe nobody reads fills
+    # up (64 KiB) and then blocks whichever server process writes to it next.
+    server_log = workdir / "server.log"
+    with open(server_log, "wb") as out:
+        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
         for _ in range(600):
             try:
@@ -180,6 +184,10 @@ def main() -> None:
         rate = asyncio.run(ingest(base, 4, 10.0, items))
         kind = "SQLite WAL + full sync" if store_url.startswith("sqlite") else "PostgreSQL"
         print(f"event ingestion (4 clients, batches of 100, {kind}): {rate:,.0f} events/s")
+    except BaseException:
+        tail = server_log.read_text(errors="replace").splitlines()[-20:]
+        print(f"server output ({server_log}), last lines:", *tail, sep="\n", file=sys.stderr)
+        raise
     finally:
         os.kill(server.pid, signal.SIGTERM)
         try:
