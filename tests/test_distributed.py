@@ -8,13 +8,28 @@ import numpy as np
 import pytest
 import torch
 
-from metarec.training import TrainConfig, _shard, train
+from metarec.training import TrainConfig, _shard, train, worker_batch_size
 
 
 def test_shard_gives_each_worker_its_turn_and_equal_steps():
     assert list(_shard(range(7), 0, 2)) == [0, 2, 4]
     assert list(_shard(range(7), 1, 2)) == [1, 3, 5]  # 6 is dropped: both take 3 steps
     assert list(_shard(range(3), 0, 1)) == [0, 1, 2]
+
+
+def test_a_worker_builds_only_the_batches_it_takes():
+    built = []
+
+    def lazy(j):
+        def build():
+            built.append(j)
+            return {"j": j}
+
+        return build
+
+    assert [b["j"] for b in _shard((lazy(j) for j in range(7)), 1, 2)] == [1, 3, 5]
+    assert built == [1, 3, 5]
+    assert [b["j"] for b in _shard((lazy(j) for j in range(3)), 0, 1)] == [0, 1, 2]
 
 
 class Mean(torch.nn.Module):
@@ -39,13 +54,23 @@ def _pairs(rng):
         yield {"x": torch.cat([a["x"], b["x"]])}
 
 
-def _worker(rank, world, init, out):
+def _epoch(rng):
+    """48 fixed rows in a seeded order, in batches of 16 examples per step, however many
+    data-parallel workers share a step."""
+    x = np.random.default_rng(0).normal([1.0, 2.0, 3.0], 1.0, (48, 3))
+    order = rng.permutation(48)
+    size = worker_batch_size(16)
+    for s in range(0, 48, size):
+        yield {"x": torch.tensor(x[order[s : s + size]])}
+
+
+def _worker(rank, world, init, out, batches=_batches):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         m = Mean()
-        train(m, _batches, None, TrainConfig(epochs=3, lr=0.1, progress=False))
+        train(m, batches, None, TrainConfig(epochs=3, lr=0.1, progress=False))
         torch.save(m.w.detach(), f"{out}/w{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -67,6 +92,23 @@ def test_two_data_parallel_workers_train_as_one_process_on_both_batches():
     alone = Mean()  # one worker on its own batches alone ends elsewhere
     train(alone, lambda rng: _shard(_batches(rng), 0, 2), None, TrainConfig(epochs=3, lr=0.1, progress=False))
     assert not torch.allclose(alone.w.detach(), w0, atol=1e-4)
+
+
+def test_workers_split_each_batch_so_training_matches_one_process():
+    """A model that sizes its batches with ``worker_batch_size`` trains the same under two
+    data-parallel workers as in one process: each worker builds half-size batches of the same
+    seeded sequence, and a step averages the two halves of one single-process batch."""
+    import torch.multiprocessing as mp
+
+    assert worker_batch_size(16) == 16  # no process group
+    with tempfile.TemporaryDirectory() as tmp:
+        init = f"file://{tmp}/rendezvous"
+        mp.spawn(_worker, args=(2, init, tmp, _epoch), nprocs=2, join=True)
+        w0, w1 = torch.load(f"{tmp}/w0.pt"), torch.load(f"{tmp}/w1.pt")
+    single = Mean()
+    train(single, _epoch, None, TrainConfig(epochs=3, lr=0.1, progress=False))
+    torch.testing.assert_close(w0, w1)
+    torch.testing.assert_close(w0, single.w.detach(), rtol=1e-5, atol=1e-6)
 
 
 ray = pytest.importorskip("ray")

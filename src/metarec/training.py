@@ -184,16 +184,26 @@ def _process_group() -> tuple[int, int]:
     return 0, 1
 
 
+def worker_batch_size(batch_size: int) -> int:
+    """Examples per batch a model builds in this process: ``batch_size`` alone, and
+    ``batch_size / world`` (rounded up) under data-parallel training, where each of ``world``
+    workers takes every ``world``-th batch and gradients are averaged: a step then still sees
+    ``batch_size`` examples in all and an epoch takes as many steps as in one process, so the
+    same learning rate, epochs and early stopping apply (with whole batches per worker, an
+    epoch would take ``world`` times fewer steps of a ``world`` times larger batch)."""
+    _, world = _process_group()
+    return max(1, -(-batch_size // world))
+
+
 def _shard(batches: Iterable[Any], rank: int, world: int) -> Iterable[Any]:
-    """Batch ``j`` goes to worker ``j mod world``; an incomplete last round is dropped."""
-    if world == 1:
-        yield from batches
-        return
+    """Batch ``j`` goes to worker ``j mod world``; an incomplete last round is dropped. A
+    batch given as a zero-argument callable is built here, by the worker it goes to only."""
     round_: list[Any] = []
     for batch in batches:
         round_.append(batch)
         if len(round_) == world:
-            yield round_[rank]
+            mine = round_[rank]
+            yield mine() if callable(mine) else mine
             round_ = []
 
 
@@ -208,7 +218,10 @@ def train(
     Args:
         model: a ``torch.nn.Module`` with ``loss(batch) -> {"loss": tensor, ...}`` and,
             optionally, ``param_groups(lr) -> list of AdamW parameter groups``.
-        batches: ``rng -> iterable of dict batches`` (numpy arrays become tensors on the device).
+        batches: ``rng -> iterable of dict batches`` (numpy arrays become tensors on the device),
+            or of zero-argument callables that build one: under data-parallel training a
+            worker then builds only its own share (the draws of ``rng`` belong outside them,
+            so that every worker follows the same sequence).
         validate: ``model -> score`` (higher is better), called in eval mode without grad.
     """
     import torch

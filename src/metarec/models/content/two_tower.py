@@ -179,7 +179,7 @@ class TwoTowerScorer(ContentScorer):
     def _fit_content(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         import torch
 
-        from metarec.training import TrainConfig, train
+        from metarec.training import TrainConfig, train, worker_batch_size
 
         c = self.config
         rng = np.random.default_rng(c.seed)
@@ -198,8 +198,9 @@ class TwoTowerScorer(ContentScorer):
 
         def batches(r: np.random.Generator):
             order = r.permutation(users)
-            for start in range(0, len(order), c.batch_size):
-                rows = train_m[order[start : start + c.batch_size]].tocoo()
+            size = worker_batch_size(c.batch_size)
+            for start in range(0, len(order), size):
+                rows = train_m[order[start : start + size]].tocoo()
                 # Each history splits at random into what the model sees and what it predicts.
                 show = r.random(rows.nnz) < c.input_fraction
                 shape = rows.shape

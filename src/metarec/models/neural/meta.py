@@ -264,7 +264,7 @@ class FinetuneScorer(MultiTaskScorer):
     def _meta_train(self, data: Dataset) -> None:
         import torch
 
-        from metarec.training import TrainConfig, train
+        from metarec.training import TrainConfig, train, worker_batch_size
 
         c = self.config
         net = self.nets_[0]
@@ -336,11 +336,12 @@ class FinetuneScorer(MultiTaskScorer):
 
         def batches(r: np.random.Generator):
             order = r.permutation(train_users)
-            for s in range(0, len(order), c.meta_batch):
+            size = worker_batch_size(c.meta_batch)
+            for s in range(0, len(order), size):
                 # Log-uniform: as many episodes of 1-2 items as of 20-50, and long supports at
                 # about the cost of uniform 1-20 episodes.
                 n = int(np.floor(np.exp(r.uniform(0.0, np.log(c.max_support + 1)))))
-                batch_users = np.array([u for u in order[s : s + c.meta_batch] if len(by_user[u]) >= n + 5])
+                batch_users = np.array([u for u in order[s : s + size] if len(by_user[u]) >= n + 5])
                 if len(batch_users) == 0:
                     continue
                 hist, values, qu, qi, qy, is_pos = episode(batch_users, n, r)

@@ -43,7 +43,7 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
 
     from metarec.models.neural.multitask import user_histories
     from metarec.models.neural.network import History
-    from metarec.training import TrainConfig, train
+    from metarec.training import TrainConfig, train, worker_batch_size
 
     c = scorer.config
     k, n_neg = c.metaemb_k, c.negatives
@@ -80,8 +80,9 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
 
     def batches(r: np.random.Generator):
         perm = r.permutation(train_items)
-        for s in range(0, len(perm), c.metaemb_batch):
-            b = perm[s : s + c.metaemb_batch]
+        size = worker_batch_size(c.metaemb_batch)
+        for s in range(0, len(perm), size):
+            b = perm[s : s + size]
             yield {"items": b, **pairs(b, r)}
 
     def item_loss(phi, slot, batch_items, u, lab):

@@ -26,6 +26,7 @@ network's retrieval score ``<u, v>``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -366,7 +367,7 @@ class MultiTaskScorer(ContentScorer):
         so a single-task network does not depend on which other tasks exist."""
         import torch
 
-        from metarec.training import TrainConfig, train
+        from metarec.training import TrainConfig, train, worker_batch_size
 
         c = self.config
         rng = np.random.default_rng(c.seed + 1)
@@ -388,9 +389,11 @@ class MultiTaskScorer(ContentScorer):
             bl = np.vstack([values[tr], self._negative_labels(group, len(nu))])
             is_pos = np.arange(len(bu)) < len(tr)
             order = r.permutation(len(bu))
-            for s in range(0, len(order), c.batch_size):
-                o = order[s : s + c.batch_size]
-                yield self._batch(bu[o], bi[o], bl[o], np.where(is_pos[o], bi[o], -1), group)
+            size = worker_batch_size(c.batch_size)
+            for s in range(0, len(order), size):
+                o = order[s : s + size]
+                # Built by the worker that takes it (the draws are all above).
+                yield functools.partial(self._batch, bu[o], bi[o], bl[o], np.where(is_pos[o], bi[o], -1), group)
 
         monitored = [m.strip() for m in c.monitor.split(",") if m.strip()]
 
