@@ -217,6 +217,43 @@ def test_time_ordered_validation_holds_out_the_latest_pairs(shop):
     assert 0 < val.sum() < len(val) and labels["time"][val].min() < labels["time"][~val].max()
 
 
+def test_user_validation_holds_out_whole_users_as_new_ones(shop, monkeypatch):
+    """``validation_order=users``: every pair of a share of the users is held out, those users'
+    ids stay untrained (unknown to the network), and they are validated without a history."""
+    from metarec.models.neural.multitask import MultiTaskScorer
+
+    seen = []
+    predict = MultiTaskScorer._predict_net
+
+    def spy(self, net, users, items, drop, history=None, chunk=65536):
+        seen.append(history)
+        return predict(self, net, users, items, drop, history, chunk)
+
+    monkeypatch.setattr(MultiTaskScorer, "_predict_net", spy)
+    s = make_scorer("multitask", validation_order="users", **FAST).fit(shop)
+    assert seen and all(h is not None and h[0].nnz == 0 for h in seen)  # validation: empty histories
+    monkeypatch.undo()
+    labels = s._labels(shop)
+    held = s._held_users
+    assert len(held) == round(0.1 * shop.n_users)
+    val = s._validation_pairs(labels)
+    np.testing.assert_array_equal(val, np.isin(labels["user"], held))
+    known = s.nets_[0].known_users.numpy()
+    assert not known[held].any() and known[np.setdiff1d(np.arange(shop.n_users), held)].all()
+    # Scored as a user with no id (shop users have no attributes) and the same history.
+    with torch.no_grad():
+        net, item = s.nets_[0], np.array([3])
+        got = s.predict_tasks(Queries(held[:1], shop.matrix()[held[:1]]), np.array([0]), item)
+        u = net.eval().users(torch.tensor([-1]), History.build(shop.matrix()[held[:1]], drop=item))
+        assert got["pv"][0] == pytest.approx(float(s._outputs(net, u, item)["pv"][0]), rel=1e-5)
+        known_user = np.setdiff1d(np.arange(shop.n_users), held)[:1]
+        u = net.users(torch.from_numpy(known_user), History.build(shop.matrix()[known_user], drop=item))
+        other = s.predict_tasks(Queries(known_user, shop.matrix()[known_user]), np.array([0]), item)
+        assert other["pv"][0] == pytest.approx(float(s._outputs(net, u, item)["pv"][0]), rel=1e-5)
+        u_anon = net.users(torch.tensor([-1]), History.build(shop.matrix()[known_user], drop=item))
+        assert other["pv"][0] != pytest.approx(float(s._outputs(net, u_anon, item)["pv"][0]), rel=1e-5)
+
+
 def test_shared_bottom_and_mmoe_both_train(shop):
     for arch in ("shared-bottom", "mmoe"):
         m = make_scorer("multitask", architecture=arch, encoder="hashing-64", epochs=15, batch_size=64).fit(shop)

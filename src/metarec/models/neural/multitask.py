@@ -9,7 +9,10 @@ item is removed from the user's history when it is the target, as it would be at
 A ``validation`` share of the pairs (with fixed sampled negatives) is held out for
 early stopping on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
 regression): a seeded random share, or with ``validation_order=time`` the latest pairs (by
-their first event), so that the epoch kept is the one that predicts later behaviour best.
+their first event), so that the epoch kept is the one that predicts later behaviour best, or
+with ``validation_order=users`` all pairs of a seeded share of the users, who are then
+validated as new users (no id, no history), so that the epoch kept is the one that serves
+people who arrive after training best.
 Training runs in :func:`metarec.training.train`, the project's one loop.
 
 Task losses are combined with fixed weights, learned uncertainty weights (Kendall, Gal &
@@ -67,8 +70,9 @@ class MultiTaskConfig(ContentConfig):
     epochs, batch_size, lr, weight_decay, patience, validation: training (the shared loop).
         ``weight_decay`` (AdamW's, 0.05) was chosen on a development split of ml-100k's
         training data (it steadies the rating head, see the README).
-    validation_order: ``random`` (a seeded random share of the pairs is held out) or ``time``
-        (the latest share, by each pair's first event; random where there are no timestamps).
+    validation_order: ``random`` (a seeded random share of the pairs is held out), ``time``
+        (the latest share, by each pair's first event; random where there are no timestamps)
+        or ``users`` (a share of the users, validated as new users; their ids stay untrained).
     average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``
         (:class:`metarec.training.TrainConfig`).
     full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
@@ -283,8 +287,8 @@ class MultiTaskScorer(ContentScorer):
             raise ConfigError(f"{self.name}: architecture {c.architecture!r}; choose from {', '.join(ARCHITECTURES)}")
         if c.weighting not in WEIGHTINGS:
             raise ConfigError(f"{self.name}: weighting {c.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
-        if c.validation_order not in ("random", "time"):
-            raise ConfigError(f"{self.name}: validation_order {c.validation_order!r}; choose from random, time")
+        if c.validation_order not in ("random", "time", "users"):
+            raise ConfigError(f"{self.name}: validation_order {c.validation_order!r}; choose from random, time, users")
         self.funnel_ = _funnel(c.funnel, self.tasks_) if not self.per_task else {}
         self.task_weights_ = _weights(c.task_weights, names, "task_weights")
         rank = _weights(c.rank_by, names, "rank_by")
@@ -318,6 +322,12 @@ class MultiTaskScorer(ContentScorer):
         c = self.config
         n = len(labels["user"])
         t = labels["time"]
+        self._held_users = np.zeros(0, dtype=np.int64)
+        if c.validation_order == "users":
+            users = np.unique(labels["user"])
+            rng = np.random.default_rng(c.seed)
+            self._held_users = np.sort(rng.choice(users, int(round(len(users) * c.validation)), replace=False))
+            return np.isin(labels["user"], self._held_users)
         if c.validation_order == "time" and t is not None and np.isfinite(t).all() and np.ptp(t) > 0:
             # The latest share; ties broken at random so that a burst of equal times splits evenly.
             order = np.lexsort((np.random.default_rng(c.seed).random(n), t))
@@ -342,9 +352,11 @@ class MultiTaskScorer(ContentScorer):
         from metarec.models.neural.network import TaskNet
 
         c = self.config
+        known_users = self.known_users_.copy()
+        known_users[getattr(self, "_held_users", np.zeros(0, np.int64))] = False  # validation users: new ones (no trained id)
         return TaskNet(
             tasks, self.user_attrs_, self.item_attrs_, torch.from_numpy(np.ascontiguousarray(self.item_vectors_)),
-            torch.from_numpy(self.known_users_), torch.from_numpy(self.known_items_), dim=c.dim, hidden=c.hidden,
+            torch.from_numpy(known_users), torch.from_numpy(self.known_items_), dim=c.dim, hidden=c.hidden,
             architecture=c.architecture, experts=c.experts, dropout=c.dropout, id_dropout=c.id_dropout,
             funnel={k: v for k, v in self.funnel_.items() if k in {t.name for t in tasks}},
             rating_mean=self.rating_mean_, generator=c.metaemb,
@@ -400,7 +412,10 @@ class MultiTaskScorer(ContentScorer):
         def validate(obj) -> float:
             from metarec.evaluation.metrics import auc, rmse
 
-            pred = self._predict_net(obj.net, v_users, v_items, v_targets)
+            # Held-out users (``validation_order=users``) are shown as new ones: no history.
+            history = (sp.csr_matrix((1, self.n_items_), dtype=np.float32), np.zeros(len(v_users), np.int64)) \
+                if len(self._held_users) else None  # fmt: skip
+            pred = self._predict_net(obj.net, v_users, v_items, v_targets, history=history)
             scores = []
             for j, t in enumerate(group):
                 if monitored and t.name not in monitored and len(group) > 1:
