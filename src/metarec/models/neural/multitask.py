@@ -392,6 +392,9 @@ class MultiTaskScorer(ContentScorer):
         v_items = np.concatenate([items[val], vi])
         v_labels = np.vstack([values[val], self._negative_labels(group, len(vu))])
         v_targets = np.concatenate([items[val], np.full(len(vu), -1)])
+        # Held-out users (``validation_order=users``) are shown as new ones: no history.
+        v_history = (sp.csr_matrix((1, self.n_items_), dtype=np.float32), np.zeros(len(v_users), np.int64)) \
+            if len(self._held_users) else None  # fmt: skip
         n_pos = int(val.sum())
 
         def batches(r: np.random.Generator):
@@ -412,10 +415,7 @@ class MultiTaskScorer(ContentScorer):
         def validate(obj) -> float:
             from metarec.evaluation.metrics import auc, rmse
 
-            # Held-out users (``validation_order=users``) are shown as new ones: no history.
-            history = (sp.csr_matrix((1, self.n_items_), dtype=np.float32), np.zeros(len(v_users), np.int64)) \
-                if len(self._held_users) else None  # fmt: skip
-            pred = self._predict_net(obj.net, v_users, v_items, v_targets, history=history)
+            pred = self._predict_net(obj.net, v_users, v_items, v_targets, history=v_history)
             scores = []
             for j, t in enumerate(group):
                 if monitored and t.name not in monitored and len(group) > 1:
