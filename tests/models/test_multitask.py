@@ -217,6 +217,37 @@ def test_time_ordered_validation_holds_out_the_latest_pairs(shop):
     assert 0 < val.sum() < len(val) and labels["time"][val].min() < labels["time"][~val].max()
 
 
+def test_time_validation_treats_users_who_arrive_after_the_cut_as_new(shop, monkeypatch):
+    """``validation_order=time`` mirrors a temporal split: users whose every pair is after the
+    cut are new (untrained ids, empty histories), and in training and validation no history
+    holds a held-out pair; the fitted model serves with every training pair."""
+    from metarec.models.neural.multitask import MultiTaskScorer
+
+    raw = shop.interactions.assign(user=shop.user_ids[shop.interactions["user"]], item=shop.item_ids[shop.interactions["item"]])
+    late = pd.DataFrame({"user": np.repeat([f"late{k}" for k in range(4)], 5), "item": [f"i{i}" for i in range(20)],
+                         "event": "pv", "value": 1.0, "timestamp": 9000 + np.arange(20)})  # fmt: skip
+    data = build_dataset(pd.concat([raw, late], ignore_index=True), source="late.csv", items=shop.items.set_axis(shop.item_ids), name="late")
+    histories = []
+    predict = MultiTaskScorer._predict_net
+
+    def spy(self, net, users, items, drop, history=None, chunk=65536):
+        histories.append(self.history_.copy())
+        return predict(self, net, users, items, drop, history, chunk)
+
+    monkeypatch.setattr(MultiTaskScorer, "_predict_net", spy)
+    s = make_scorer("multitask", validation_order="time", **FAST).fit(data)
+    monkeypatch.undo()
+    late_users = np.flatnonzero(np.char.startswith(data.user_ids.astype(str), "late"))
+    np.testing.assert_array_equal(s._held_users, late_users)
+    assert not s.nets_[0].known_users.numpy()[late_users].any()
+    labels = s._labels(data)
+    val = s._validation_pairs(labels)
+    assert val[np.isin(labels["user"], late_users)].all() and val.sum() > 20  # known users' latest pairs too
+    train_pairs = sp.csr_matrix((np.ones(int((~val).sum())), (labels["user"][~val], labels["item"][~val])), shape=data.matrix().shape)
+    assert histories and all((h != h.multiply(train_pairs)).nnz == 0 and h.nnz == train_pairs.nnz for h in histories)
+    assert s.history_.nnz == data.matrix().nnz
+
+
 def test_user_validation_holds_out_whole_users_as_new_ones(shop, monkeypatch):
     """``validation_order=users``: every pair of a share of the users is held out, those users'
     ids stay untrained (unknown to the network), and they are validated without a history."""
@@ -226,12 +257,13 @@ def test_user_validation_holds_out_whole_users_as_new_ones(shop, monkeypatch):
     predict = MultiTaskScorer._predict_net
 
     def spy(self, net, users, items, drop, history=None, chunk=65536):
-        seen.append(history)
+        seen.append(self.history_[np.unique(users)].nnz if history is None else history[0].nnz)
         return predict(self, net, users, items, drop, history, chunk)
 
     monkeypatch.setattr(MultiTaskScorer, "_predict_net", spy)
     s = make_scorer("multitask", validation_order="users", **FAST).fit(shop)
-    assert seen and all(h is not None and h[0].nnz == 0 for h in seen)  # validation: empty histories
+    assert seen and all(n == 0 for n in seen)  # validation: empty histories
+    assert s.history_.nnz == shop.matrix().nnz  # served with every training pair
     monkeypatch.undo()
     labels = s._labels(shop)
     held = s._held_users

@@ -9,10 +9,13 @@ item is removed from the user's history when it is the target, as it would be at
 A ``validation`` share of the pairs (with fixed sampled negatives) is held out for
 early stopping on the mean task score (AUC for binary tasks, ``1 - RMSE / std`` for
 regression): a seeded random share, or with ``validation_order=time`` the latest pairs (by
-their first event), so that the epoch kept is the one that predicts later behaviour best, or
-with ``validation_order=users`` all pairs of a seeded share of the users, who are then
+their first event), so that the epoch kept is the one that predicts later behaviour best
+(users whose every pair is that late are validated as new users, as after a temporal split),
+or with ``validation_order=users`` all pairs of a seeded share of the users, who are then
 validated as new users (no id, no history), so that the epoch kept is the one that serves
-people who arrive after training best.
+people who arrive after training best. With either, histories in training and validation
+hold the training pairs only (what is validated comes later); the fitted model serves with
+all of them.
 Training runs in :func:`metarec.training.train`, the project's one loop.
 
 Task losses are combined with fixed weights, learned uncertainty weights (Kendall, Gal &
@@ -71,8 +74,9 @@ class MultiTaskConfig(ContentConfig):
         ``weight_decay`` (AdamW's, 0.05) was chosen on a development split of ml-100k's
         training data (it steadies the rating head, see the README).
     validation_order: ``random`` (a seeded random share of the pairs is held out), ``time``
-        (the latest share, by each pair's first event; random where there are no timestamps)
-        or ``users`` (a share of the users, validated as new users; their ids stay untrained).
+        (the latest share, by each pair's first event, random where there are no timestamps;
+        users with no earlier pair are validated as new users) or ``users`` (a share of the
+        users, validated as new users; their ids stay untrained).
     average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``
         (:class:`metarec.training.TrainConfig`).
     full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
@@ -258,6 +262,14 @@ class MultiTaskScorer(ContentScorer):
         labels = self._labels(data)
         self._trained_items = np.flatnonzero(self.known_items_)
         val = self._validation_pairs(labels)
+        if self.config.validation_order in ("time", "users"):
+            # What is validated comes after training (later pairs, or new users): histories
+            # in training and validation hold the training pairs only, as they will at test.
+            keep = ~val
+            train_pairs = sp.csr_matrix(
+                (np.ones(int(keep.sum()), np.float32), (labels["user"][keep], labels["item"][keep])), shape=matrix.shape
+            )
+            self.history_ = sp.csr_matrix(self.history_.multiply(train_pairs), dtype=np.float32)
         self.rating_mean_ = float(np.nanmean(labels["values"][:, [t.kind == "regression" for t in self.tasks_]])) \
             if any(t.kind == "regression" for t in self.tasks_) else 0.0  # fmt: skip
         self.groups_ = [[t] for t in self.tasks_] if self.per_task else [list(self.tasks_)]
@@ -267,6 +279,7 @@ class MultiTaskScorer(ContentScorer):
             net, result = self._train_group(group, labels, val)
             self.nets_.append(net)
             self.training_.append(result)
+        self.history_ = matrix.astype(np.float32)
         self._trained(data, labels)
 
     def _trained(self, data: Dataset, labels: dict[str, np.ndarray]) -> None:
@@ -333,6 +346,8 @@ class MultiTaskScorer(ContentScorer):
             order = np.lexsort((np.random.default_rng(c.seed).random(n), t))
             val = np.zeros(n, dtype=bool)
             val[order[n - int(round(n * c.validation)) :]] = True
+            # Users who arrive after the cut are new ones, as after a temporal split.
+            self._held_users = np.setdiff1d(np.unique(labels["user"][val]), labels["user"][~val])
             return val
         return np.random.default_rng(c.seed).random(n) < c.validation
 
@@ -392,9 +407,6 @@ class MultiTaskScorer(ContentScorer):
         v_items = np.concatenate([items[val], vi])
         v_labels = np.vstack([values[val], self._negative_labels(group, len(vu))])
         v_targets = np.concatenate([items[val], np.full(len(vu), -1)])
-        # Held-out users (``validation_order=users``) are shown as new ones: no history.
-        v_history = (sp.csr_matrix((1, self.n_items_), dtype=np.float32), np.zeros(len(v_users), np.int64)) \
-            if len(self._held_users) else None  # fmt: skip
         n_pos = int(val.sum())
 
         def batches(r: np.random.Generator):
@@ -415,7 +427,7 @@ class MultiTaskScorer(ContentScorer):
         def validate(obj) -> float:
             from metarec.evaluation.metrics import auc, rmse
 
-            pred = self._predict_net(obj.net, v_users, v_items, v_targets, history=v_history)
+            pred = self._predict_net(obj.net, v_users, v_items, v_targets)
             scores = []
             for j, t in enumerate(group):
                 if monitored and t.name not in monitored and len(group) > 1:
