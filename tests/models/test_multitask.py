@@ -208,12 +208,13 @@ def test_bad_configuration_is_named(shop):
 def test_time_ordered_validation_holds_out_the_latest_pairs(shop):
     s = make_scorer("multitask", validation_order="time", **{**FAST, "epochs": 1}).fit(shop)
     labels = s._labels(shop)
-    val = s._validation_pairs(labels)
+    val, held = s._validation_pairs(labels)
+    assert len(held) == 0  # every user has earlier pairs
     assert val.sum() == round(0.1 * len(val))
     assert labels["time"][val].min() >= labels["time"][~val].max()
     # Random (the default): held-out pairs from all times.
     s.config.validation_order = "random"
-    val = s._validation_pairs(labels)
+    val, _ = s._validation_pairs(labels)
     assert 0 < val.sum() < len(val) and labels["time"][val].min() < labels["time"][~val].max()
 
 
@@ -238,10 +239,11 @@ def test_time_validation_treats_users_who_arrive_after_the_cut_as_new(shop, monk
     s = make_scorer("multitask", validation_order="time", **FAST).fit(data)
     monkeypatch.undo()
     late_users = np.flatnonzero(np.char.startswith(data.user_ids.astype(str), "late"))
-    np.testing.assert_array_equal(s._held_users, late_users)
-    assert not s.nets_[0].known_users.numpy()[late_users].any()
     labels = s._labels(data)
-    val = s._validation_pairs(labels)
+    val, held = s._validation_pairs(labels)
+    np.testing.assert_array_equal(held, late_users)
+    known = s.nets_[0].known_users.numpy()
+    assert not known[late_users].any() and known[np.setdiff1d(np.arange(data.n_users), late_users)].all()
     assert val[np.isin(labels["user"], late_users)].all() and val.sum() > 20  # known users' latest pairs too
     train_pairs = sp.csr_matrix((np.ones(int((~val).sum())), (labels["user"][~val], labels["item"][~val])), shape=data.matrix().shape)
     assert histories and all((h != h.multiply(train_pairs)).nnz == 0 and h.nnz == train_pairs.nnz for h in histories)
@@ -266,9 +268,8 @@ def test_user_validation_holds_out_whole_users_as_new_ones(shop, monkeypatch):
     assert s.history_.nnz == shop.matrix().nnz  # served with every training pair
     monkeypatch.undo()
     labels = s._labels(shop)
-    held = s._held_users
+    val, held = s._validation_pairs(labels)
     assert len(held) == round(0.1 * shop.n_users)
-    val = s._validation_pairs(labels)
     np.testing.assert_array_equal(val, np.isin(labels["user"], held))
     known = s.nets_[0].known_users.numpy()
     assert not known[held].any() and known[np.setdiff1d(np.arange(shop.n_users), held)].all()

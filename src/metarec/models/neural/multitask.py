@@ -261,7 +261,7 @@ class MultiTaskScorer(ContentScorer):
         self.history_ = matrix.astype(np.float32)
         labels = self._labels(data)
         self._trained_items = np.flatnonzero(self.known_items_)
-        val = self._validation_pairs(labels)
+        val, held = self._validation_pairs(labels)
         if self.config.validation_order in ("time", "users"):
             # What is validated comes after training (later pairs, or new users): histories
             # in training and validation hold the training pairs only, as they will at test.
@@ -276,7 +276,7 @@ class MultiTaskScorer(ContentScorer):
         self.nets_ = []
         self.training_ = []
         for group in self.groups_:
-            net, result = self._train_group(group, labels, val)
+            net, result = self._train_group(group, labels, val, held)
             self.nets_.append(net)
             self.training_.append(result)
         self.history_ = matrix.astype(np.float32)
@@ -330,26 +330,26 @@ class MultiTaskScorer(ContentScorer):
                 # Clock times order pairs across users; sequence positions (``order``) do not.
                 "time": pairs["timestamp"].to_numpy(np.float64) if data.timestamp_kind == "unix" else None}  # fmt: skip
 
-    def _validation_pairs(self, labels: dict[str, np.ndarray]) -> np.ndarray:
-        """Which training pairs are held out for early stopping (``validation``, ``validation_order``)."""
+    def _validation_pairs(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Which training pairs are held out for early stopping (``validation``,
+        ``validation_order``), and the users validated as new ones (every pair held out)."""
         c = self.config
         n = len(labels["user"])
         t = labels["time"]
-        self._held_users = np.zeros(0, dtype=np.int64)
+        none = np.zeros(0, dtype=np.int64)
         if c.validation_order == "users":
             users = np.unique(labels["user"])
             rng = np.random.default_rng(c.seed)
-            self._held_users = np.sort(rng.choice(users, int(round(len(users) * c.validation)), replace=False))
-            return np.isin(labels["user"], self._held_users)
+            held = np.sort(rng.choice(users, int(round(len(users) * c.validation)), replace=False))
+            return np.isin(labels["user"], held), held
         if c.validation_order == "time" and t is not None and np.isfinite(t).all() and np.ptp(t) > 0:
             # The latest share; ties broken at random so that a burst of equal times splits evenly.
             order = np.lexsort((np.random.default_rng(c.seed).random(n), t))
             val = np.zeros(n, dtype=bool)
             val[order[n - int(round(n * c.validation)) :]] = True
             # Users who arrive after the cut are new ones, as after a temporal split.
-            self._held_users = np.setdiff1d(np.unique(labels["user"][val]), labels["user"][~val])
-            return val
-        return np.random.default_rng(c.seed).random(n) < c.validation
+            return val, np.setdiff1d(np.unique(labels["user"][val]), labels["user"][~val])
+        return np.random.default_rng(c.seed).random(n) < c.validation, none
 
     def _negatives(self, users: np.ndarray, keys: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``negatives`` random items per user in ``users`` that the user has no pair with,
@@ -361,14 +361,16 @@ class MultiTaskScorer(ContentScorer):
         ok = ~np.isin(u * self.n_items_ + i, keys)
         return u[ok], i[ok]
 
-    def _net(self, tasks: list[Task]):
+    def _net(self, tasks: list[Task], new_users: np.ndarray | None = None):
+        """A network for ``tasks``; ``new_users`` (validation users seen as new) get no trained id."""
         import torch
 
         from metarec.models.neural.network import TaskNet
 
         c = self.config
         known_users = self.known_users_.copy()
-        known_users[getattr(self, "_held_users", np.zeros(0, np.int64))] = False  # validation users: new ones (no trained id)
+        if new_users is not None:
+            known_users[new_users] = False
         return TaskNet(
             tasks, self.user_attrs_, self.item_attrs_, torch.from_numpy(np.ascontiguousarray(self.item_vectors_)),
             torch.from_numpy(known_users), torch.from_numpy(self.known_items_), dim=c.dim, hidden=c.hidden,
@@ -389,7 +391,7 @@ class MultiTaskScorer(ContentScorer):
         return {"users": users, "items": items, "labels": labels, "any": any_positive(labels, tasks),
                 "history": History.build(hist, rows, targets)}  # fmt: skip
 
-    def _train_group(self, group: list[Task], labels: dict, val: np.ndarray):
+    def _train_group(self, group: list[Task], labels: dict, val: np.ndarray, held: np.ndarray):
         """Train one network for ``group`` (all tasks, or one); the same seed for every group,
         so a single-task network does not depend on which other tasks exist."""
         import torch
@@ -443,7 +445,7 @@ class MultiTaskScorer(ContentScorer):
             return float(np.mean(scores)) if scores else 0.0
 
         torch.manual_seed(c.seed)
-        net = self._net(group)
+        net = self._net(group, held)
         objective = _Objective(net, c.weighting if len(group) > 1 else "fixed", self.task_weights_, c.gradnorm_alpha)
         config = TrainConfig(epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience,
                              device=c.device, seed=c.seed, average=c.average, ema_decay=c.ema_decay)  # fmt: skip
