@@ -1,6 +1,7 @@
 """Scale-out: data-parallel training in the shared loop (known answer on two gloo processes),
 and the Ray paths end to end (encoding actors, Ray Train workers) on a local cluster."""
 
+import dataclasses
 import os
 import tempfile
 
@@ -171,3 +172,55 @@ def test_meta_learning_trains_on_ray_workers_too(local_ray, world):
     s = fit_distributed("meta", {"encoder": "hashing-64", "epochs": 2, "meta_epochs": 2}, world, workers=2)
     scores = s.score(Queries([-1, -1], world.matrix()[[0, 1]]))
     assert np.isfinite(scores).all() and not np.allclose(scores[0], scores[1])
+
+
+def _same(x, y) -> bool:
+    """Equal batch parts: arrays (NaN equal to NaN), tensors (sparse too), and dicts, tuples or
+    dataclasses of them; a generator handed to the batch counts as equal."""
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, tuple):
+        return len(x) == len(y) and all(_same(u, v) for u, v in zip(x, y))
+    if isinstance(x, np.random.Generator):
+        return True
+    if dataclasses.is_dataclass(x):
+        return type(x) is type(y) and _same(dataclasses.asdict(x), dataclasses.asdict(y))
+    if isinstance(x, torch.Tensor):
+        x, y = (t.to_dense() if t.is_sparse else t for t in (x, y))
+    if hasattr(x, "toarray"):
+        x, y = x.toarray(), y.toarray()
+    x, y = np.asarray(x), np.asarray(y)
+    return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("multitask", {"encoder": "hashing-64", "epochs": 1}),
+        ("two-tower", {"encoder": "hashing-64", "epochs": 1, "max_candidates": 60}),
+        ("multitask", {"encoder": "hashing-64", "epochs": 1, "metaemb": True, "metaemb_k": 2, "metaemb_epochs": 1}),
+    ],
+)
+def test_models_hand_the_loop_batches_that_only_their_worker_builds(name, params, world, monkeypatch):
+    """Every batch is a zero-argument callable and all random draws happen outside it: a worker
+    that builds only every other batch builds them exactly as one process building all would."""
+    import metarec.training
+    from metarec.models import make_scorer
+
+    real, seen = metarec.training.train, []
+
+    def spy(model, batches, validate=None, config=None):
+        every = list(batches(np.random.default_rng(5)))
+        assert every and all(callable(b) for b in every)
+        alone = [b() for b in every]
+        second = [b() for b in list(batches(np.random.default_rng(5)))[1::2]]  # worker 1 of 2
+        for a, b in zip(alone[1::2], second, strict=True):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert _same(a[key], b[key]), key
+        seen.append(len(every))
+        return real(model, batches, validate, config)
+
+    monkeypatch.setattr(metarec.training, "train", spy)
+    make_scorer(name, **params).fit(world)
+    assert len(seen) == (2 if params.get("metaemb") else 1)  # the network, then the generator

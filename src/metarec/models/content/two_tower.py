@@ -23,6 +23,7 @@ uses: held-out pairs of known items (warm) and held-out items never trained on (
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -196,24 +197,32 @@ class TwoTowerScorer(ContentScorer):
         full = len(seen_idx) <= c.max_candidates
         col_of = np.full(self.n_items_, -1, dtype=np.int64)
 
+        row_nnz = np.diff(train_m.indptr)
+
+        def build(batch_users: np.ndarray, show: np.ndarray, sampled: np.ndarray | None) -> dict:
+            # Each history splits at random (``show``) into what the model sees and what it predicts.
+            rows = train_m[batch_users].tocoo()
+            shape = rows.shape
+            hist = sp.csr_matrix((rows.data[show], (rows.row[show], rows.col[show])), shape=shape)
+            tgt = sp.csr_matrix((rows.data[~show], (rows.row[~show], rows.col[~show])), shape=shape)
+            cand = seen_idx if sampled is None else np.union1d(tgt.indices, sampled)
+            col_of[cand] = np.arange(len(cand))
+            t = tgt.tocoo()
+            target = np.zeros((shape[0], len(cand)), dtype=np.float32)
+            target[t.row, col_of[t.col]] = 1.0
+            return {"hist": _torch_sparse(row_normalise(hist)), "candidates": cand.astype(np.int64),
+                    "target": target, "lexical": self._lexical(hist, cand),
+                    "neighbours": _torch_sparse(self.neighbours_[cand])}  # fmt: skip
+
         def batches(r: np.random.Generator):
             order = r.permutation(users)
             size = worker_batch_size(c.batch_size)
             for start in range(0, len(order), size):
-                rows = train_m[order[start : start + size]].tocoo()
-                # Each history splits at random into what the model sees and what it predicts.
-                show = r.random(rows.nnz) < c.input_fraction
-                shape = rows.shape
-                hist = sp.csr_matrix((rows.data[show], (rows.row[show], rows.col[show])), shape=shape)
-                tgt = sp.csr_matrix((rows.data[~show], (rows.row[~show], rows.col[~show])), shape=shape)
-                cand = seen_idx if full else np.union1d(tgt.indices, r.choice(seen_idx, c.max_candidates, replace=False))
-                col_of[cand] = np.arange(len(cand))
-                t = tgt.tocoo()
-                target = np.zeros((shape[0], len(cand)), dtype=np.float32)
-                target[t.row, col_of[t.col]] = 1.0
-                yield {"hist": _torch_sparse(row_normalise(hist)), "candidates": cand.astype(np.int64),
-                       "target": target, "lexical": self._lexical(hist, cand),
-                       "neighbours": _torch_sparse(self.neighbours_[cand])}  # fmt: skip
+                batch_users = order[start : start + size]
+                # Every draw here, so that all workers follow one sequence; each builds its own.
+                show = r.random(int(row_nnz[batch_users].sum())) < c.input_fraction
+                sampled = None if full else r.choice(seen_idx, c.max_candidates, replace=False)
+                yield functools.partial(build, batch_users, show, sampled)
 
         def recall_at_20(net, users: np.ndarray, rel: sp.csr_matrix, cand: np.ndarray) -> float:
             from metarec.evaluation.metrics import recall

@@ -17,6 +17,7 @@ early stopping on the cold-start loss of held-out items.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -62,14 +63,28 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
     known_users = np.flatnonzero(scorer.known_users_)
     neg_labels = scorer._negative_labels(net.tasks, 1)[0]
 
-    def pairs(batch_items: np.ndarray, r: np.random.Generator):
+    def draws(batch_items: np.ndarray, r: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The random part of :func:`pairs`, per item: the order of its pairs and the users
+        drawn as negatives for ``a`` and ``b`` (drawn apart from the building, so that every
+        data-parallel worker follows one sequence and builds only its own batches)."""
+        out = []
+        for i in batch_items:
+            perm = r.permutation(int(counts[i]))
+            out.append((perm, r.integers(0, len(known_users), k * n_neg), r.integers(0, len(known_users), k * n_neg)))
+        return out
+
+    def build(batch_items: np.ndarray, drawn: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+        return {"items": batch_items, **pairs(batch_items, drawn)}
+
+    def pairs(batch_items: np.ndarray, drawn: list[tuple[np.ndarray, np.ndarray, np.ndarray]]):
         """Mini-batches ``a`` and ``b`` for each item, as ``(slot in batch, user, labels, target item or -1)``."""
         out = {"a": [], "b": []}
         for s, i in enumerate(batch_items):
             mine = order[starts[i] : starts[i + 1]]
-            pick = mine[r.permutation(len(mine))[: 2 * k]]
-            for name, part in (("a", pick[:k]), ("b", pick[k:])):
-                nu = known_users[r.integers(0, len(known_users), k * n_neg)]
+            perm, neg_a, neg_b = drawn[s]
+            pick = mine[perm[: 2 * k]]
+            for name, part, neg in (("a", pick[:k], neg_a), ("b", pick[k:], neg_b)):
+                nu = known_users[neg]
                 key = nu * scorer.n_items_ + i
                 at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
                 nu = nu[keys[at] != key]  # (keys are sorted: a binary search, not np.isin's sort per call)
@@ -83,7 +98,7 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
         size = worker_batch_size(c.metaemb_batch)
         for s in range(0, len(perm), size):
             b = perm[s : s + size]
-            yield {"items": b, **pairs(b, r)}
+            yield functools.partial(build, b, draws(b, r))
 
     def item_loss(phi, slot, batch_items, u, lab):
         """Sum over the batch's items of each item's mean loss (tasks + retrieval)."""
@@ -116,7 +131,7 @@ def train_generator(scorer, net, labels: dict[str, np.ndarray], cols: list[int])
             return {"loss": (a * loss_a + (1 - a) * loss_b) / len(b), "loss[cold]": loss_a.detach() / len(b),
                     "loss[warm]": loss_b.detach() / len(b)}  # fmt: skip
 
-    val = pairs(val_items, np.random.default_rng(c.seed + 4))
+    val = pairs(val_items, draws(val_items, np.random.default_rng(c.seed + 4)))
 
     def validate(_obj) -> float:
         slot, user, lab, target = val["a"]
