@@ -194,14 +194,15 @@ def _same(x, y) -> bool:
 
 
 @pytest.mark.parametrize(
-    "name, params",
+    "name, params, calls",
     [
-        ("multitask", {"encoder": "hashing-64", "epochs": 1}),
-        ("two-tower", {"encoder": "hashing-64", "epochs": 1, "max_candidates": 60}),
-        ("multitask", {"encoder": "hashing-64", "epochs": 1, "metaemb": True, "metaemb_k": 2, "metaemb_epochs": 1}),
+        ("multitask", {"encoder": "hashing-64", "epochs": 1}, 1),
+        ("two-tower", {"encoder": "hashing-64", "epochs": 1, "max_candidates": 60}, 1),
+        ("multitask", {"encoder": "hashing-64", "epochs": 1, "metaemb": True, "metaemb_k": 2, "metaemb_epochs": 1}, 2),
+        ("meta", {"encoder": "hashing-64", "epochs": 1, "meta_epochs": 1, "meta_batch": 16}, 3),
     ],
 )
-def test_models_hand_the_loop_batches_that_only_their_worker_builds(name, params, world, monkeypatch):
+def test_models_hand_the_loop_batches_that_only_their_worker_builds(name, params, calls, world, monkeypatch):
     """Every batch is a zero-argument callable and all random draws happen outside it: a worker
     that builds only every other batch builds them exactly as one process building all would."""
     import metarec.training
@@ -223,4 +224,4 @@ def test_models_hand_the_loop_batches_that_only_their_worker_builds(name, params
 
     monkeypatch.setattr(metarec.training, "train", spy)
     make_scorer(name, **params).fit(world)
-    assert len(seen) == (2 if params.get("metaemb") else 1)  # the network, then the generator
+    assert len(seen) == calls  # every run of the loop the model makes

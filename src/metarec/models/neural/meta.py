@@ -24,6 +24,7 @@ the support set, exactly as a new user's request looks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from dataclasses import dataclass
@@ -283,14 +284,26 @@ class FinetuneScorer(MultiTaskScorer):
         n_tasks = len(net.tasks)
         reg = next((j for j, t in enumerate(self.tasks_) if t.kind == "regression"), None)
 
-        def episode(batch_users: np.ndarray, n: int, r: np.random.Generator):
+        def episode_draws(batch_users: np.ndarray, n: int, r: np.random.Generator):
+            """The random part of :func:`episode`: per user, the order of its query items and
+            its negatives' draws; whether the support comes with its ratings."""
+            per_user = []
+            for u in batch_users:
+                rest = len(by_user[u]) - n
+                n_neg = min(rest, c.query_size) * c.negatives
+                per_user.append((r.permutation(rest), r.integers(0, len(self._trained_items), n_neg)))
+            return per_user, reg is not None and r.random() < 0.5  # requests come with ratings or without
+
+        def episode(batch_users: np.ndarray, n: int, drawn):
+            per_user, with_values = drawn
             sup_rows, qry_u, qry_i, qry_y, qry_pos = [], [], [], [], []
             for k, u in enumerate(batch_users):
                 items = by_user[u]
                 sup_rows.append(items[:n])
                 q = items[n:]
-                q = q[r.permutation(len(q))[: c.query_size]]
-                neg = self._trained_items[r.integers(0, len(self._trained_items), len(q) * c.negatives)]
+                perm, neg_draw = per_user[k]
+                q = q[perm[: c.query_size]]
+                neg = self._trained_items[neg_draw]
                 neg = neg[~np.isin(neg, items)]
                 y = np.vstack([labels["values"][lookup[u * self.n_items_ + q].to_numpy()],
                                self._negative_labels(net.tasks, len(neg))])  # fmt: skip
@@ -300,7 +313,7 @@ class FinetuneScorer(MultiTaskScorer):
                 qry_pos.append(np.arange(len(q) + len(neg)) < len(q))
             hist = Queries.from_histories(np.full(len(batch_users), -1), sup_rows, self.n_items_).history
             values = None
-            if reg is not None and r.random() < 0.5:  # requests come with ratings or without
+            if with_values:
                 ru = np.repeat(np.arange(len(sup_rows)), [len(x) for x in sup_rows])
                 ri = np.concatenate(sup_rows)
                 rv = labels["values"][lookup[batch_users[ru] * self.n_items_ + ri].to_numpy(), reg]
@@ -334,6 +347,11 @@ class FinetuneScorer(MultiTaskScorer):
                 total = retrieval + sum(losses.values())
                 return {"loss": total, **{f"loss[{k}]": v.detach() for k, v in losses.items()}}
 
+        def build(batch_users: np.ndarray, n: int, drawn, seed: int) -> dict:
+            hist, values, qu, qi, qy, is_pos = episode(batch_users, n, drawn)
+            return {"support": hist, "support_values": values, "qu": qu, "qi": qi, "qy": qy, "any": is_pos,
+                    "rng": np.random.default_rng(seed)}  # fmt: skip
+
         def batches(r: np.random.Generator):
             order = r.permutation(train_users)
             size = worker_batch_size(c.meta_batch)
@@ -344,9 +362,9 @@ class FinetuneScorer(MultiTaskScorer):
                 batch_users = np.array([u for u in order[s : s + size] if len(by_user[u]) >= n + 5])
                 if len(batch_users) == 0:
                     continue
-                hist, values, qu, qi, qy, is_pos = episode(batch_users, n, r)
-                yield {"support": hist, "support_values": values, "qu": qu, "qi": qi, "qy": qy, "any": is_pos,
-                       "rng": np.random.default_rng(int(r.integers(1 << 31)))}  # fmt: skip
+                # Every draw here, so that all workers follow one sequence; each builds its own.
+                drawn = episode_draws(batch_users, n, r)
+                yield functools.partial(build, batch_users, n, drawn, int(r.integers(1 << 31)))
 
         val_sets = []
         for n in (1, 5, 10):
