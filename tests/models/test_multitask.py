@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from metarec.data import Queries, build_dataset
+from metarec.data.dataset import pair_matrix
 from metarec.data.splits import make_split
 from metarec.errors import ConfigError
 from metarec.evaluation.harness import evaluate_tasks
@@ -245,7 +246,7 @@ def test_time_validation_treats_users_who_arrive_after_the_cut_as_new(shop, monk
     known = s.nets_[0].known_users.numpy()
     assert not known[late_users].any() and known[np.setdiff1d(np.arange(data.n_users), late_users)].all()
     assert val[np.isin(labels["user"], late_users)].all() and val.sum() > 20  # known users' latest pairs too
-    train_pairs = sp.csr_matrix((np.ones(int((~val).sum())), (labels["user"][~val], labels["item"][~val])), shape=data.matrix().shape)
+    train_pairs = pair_matrix(labels["user"][~val], labels["item"][~val], data.n_users, data.n_items)
     assert histories and all((h != h.multiply(train_pairs)).nnz == 0 and h.nnz == train_pairs.nnz for h in histories)
     assert s.history_.nnz == data.matrix().nnz
 

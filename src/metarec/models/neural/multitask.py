@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from metarec.data.dataset import Dataset
+from metarec.data.dataset import Dataset, pair_matrix
 from metarec.data.queries import Queries
 from metarec.data.tasks import Task, any_positive, interaction_tasks, resolve_tasks, task_labels
 from metarec.encoders.content import ContentConfig, item_content
@@ -265,11 +265,7 @@ class MultiTaskScorer(ContentScorer):
         if self.config.validation_order in ("time", "users"):
             # What is validated comes after training (later pairs, or new users): histories
             # in training and validation hold the training pairs only, as they will at test.
-            keep = ~val
-            train_pairs = sp.csr_matrix(
-                (np.ones(int(keep.sum()), np.float32), (labels["user"][keep], labels["item"][keep])), shape=matrix.shape
-            )
-            self.history_ = sp.csr_matrix(self.history_.multiply(train_pairs), dtype=np.float32)
+            self.history_ = pair_matrix(labels["user"][~val], labels["item"][~val], *matrix.shape)
         self.rating_mean_ = float(np.nanmean(labels["values"][:, [t.kind == "regression" for t in self.tasks_]])) \
             if any(t.kind == "regression" for t in self.tasks_) else 0.0  # fmt: skip
         self.groups_ = [[t] for t in self.tasks_] if self.per_task else [list(self.tasks_)]
