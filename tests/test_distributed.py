@@ -112,6 +112,41 @@ def test_workers_split_each_batch_so_training_matches_one_process():
     torch.testing.assert_close(w0, single.w.detach(), rtol=1e-5, atol=1e-6)
 
 
+def _gradnorm_worker(rank, world_size, init, out):
+    import torch.distributed as dist
+
+    from metarec.data import Queries
+    from metarec.data.synthetic import WorldConfig, make_world
+    from metarec.models import make_scorer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
+    try:
+        data = make_world(WorldConfig(n_users=120, n_items=60, views_per_user=12, seed=3))
+        s = make_scorer("multitask", encoder="hashing-64", epochs=3, batch_size=256, validation=0.0,
+                        weighting="gradnorm").fit(data)  # fmt: skip
+        last = s.training_[0].history[-1]
+        weights = {k: float(v) for k, v in last.items() if k.startswith("w[")}
+        torch.save({"w": weights, "scores": s.score(Queries(np.arange(5), data.matrix()[:5]))}, f"{out}/r{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gradnorm_weights_learn_in_step_across_data_parallel_workers():
+    """GradNorm's task weights are parameters like the network's: under two gloo workers
+    they move away from equal weights and end the same on both, as do the scores."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_gradnorm_worker, args=(2, f"file://{tmp}/rendezvous", tmp), nprocs=2, join=True)
+        r0, r1 = (torch.load(f"{tmp}/r{k}.pt", weights_only=False) for k in (0, 1))
+    assert r0["w"].keys() == r1["w"].keys() and len(r0["w"]) >= 2
+    assert r0["w"] == pytest.approx(r1["w"], rel=1e-6)
+    assert sum(r0["w"].values()) == pytest.approx(len(r0["w"]), rel=1e-5)  # GradNorm keeps their sum
+    assert any(abs(w - 1.0) > 1e-3 for w in r0["w"].values())
+    np.testing.assert_allclose(r0["scores"], r1["scores"], rtol=1e-5)
+
+
 ray = pytest.importorskip("ray")
 
 
