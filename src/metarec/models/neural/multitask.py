@@ -258,7 +258,7 @@ class MultiTaskScorer(ContentScorer):
         self._check_config()
         self.user_attrs_ = user_attributes(data)
         self.item_attrs_ = item_attributes(data)
-        self.history_ = matrix.astype(np.float32)
+        served = self.history_ = matrix.astype(np.float32)
         labels = self._labels(data)
         self._trained_items = np.flatnonzero(self.known_items_)
         val, held = self._validation_pairs(labels)
@@ -275,7 +275,7 @@ class MultiTaskScorer(ContentScorer):
             net, result = self._train_group(group, labels, val, held)
             self.nets_.append(net)
             self.training_.append(result)
-        self.history_ = matrix.astype(np.float32)
+        self.history_ = served
         self._trained(data, labels)
 
     def _trained(self, data: Dataset, labels: dict[str, np.ndarray]) -> None:
