@@ -28,3 +28,31 @@ def test_collaborative_models_refuse_items_without_interactions(tmp_path):
     with pytest.raises(ConfigError, match="cannot score an item from its content"):
         load_model(tmp_path / "e").add_items(["x"], ["text"])
     assert np.isfinite([s for _, s in load_model(tmp_path / "e").recommend("u0", n=3)]).all()
+
+
+def test_an_ensemble_takes_new_items_through_its_content_member(tmp_path):
+    """Known answer on the checkerboard: EASE cannot score an item added from text (NaN), the
+    hybrid can, so the ensemble scores it by the hybrid alone, on the weighted scale (the
+    weights sum to one): a blue-tent user sees the new blue tent above every red kettle. It
+    survives a reload; an ensemble without a member that reads text refuses, as EASE does."""
+    from metarec.data import Queries
+
+    data, _ = checkerboard()
+    ens = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-64"}).fit(data)
+    assert ens.can_add_items
+    save_model(ens, data, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    (idx,) = model.add_items(["brand-new"], ["blue tent model 777"])
+    assert idx == data.n_items and model.scorer.n_items_ == data.n_items + 1
+    ranked = [i for i, _ in model.recommend(None, history=["i12", "i15"], n=len(model.item_ids))]
+    assert ranked.index("brand-new") < min(ranked.index(f"i{j}") for j in range(10))
+    q = Queries(np.arange(data.n_users), model.history)
+    ease, hybrid = (m.score(q, "zscore") for m in model.scorer.members_)
+    assert np.isnan(ease[:, idx]).all() and np.isfinite(hybrid[:, idx]).all()
+    np.testing.assert_allclose(model.scorer.score(q)[:, idx], hybrid[:, idx], rtol=1e-5, atol=1e-5)
+    model.update_items(["brand-new"], ["red kettle model 777"])  # re-described: now a kettle
+    ranked = [i for i, _ in model.recommend(None, history=["i12", "i15"], n=len(model.item_ids))]
+    assert ranked.index("brand-new") > max(ranked.index(f"i{j}") for j in range(10, 20) if j not in (12, 15))
+    save_model(make_scorer("ensemble", members="ease,itemknn", folds=1).fit(data), data, tmp_path / "c")
+    with pytest.raises(ConfigError, match="cannot score an item from its content"):
+        load_model(tmp_path / "c").add_items(["x"], ["text"])

@@ -139,3 +139,22 @@ def test_put_of_an_existing_item_with_a_new_text_re_encodes_it(client):
     text = f"{twin['title']}. {twin['description']}"
     assert client.put("/items/i00003", json={"text": text}, headers=KEY).status_code == 200
     assert rank_in_similar_of_20() < before
+
+
+def test_a_served_ensemble_recommends_a_posted_item_at_once(tmp_path):
+    """An ensemble whose content member scores items from text takes PUT /items like the
+    hybrid does (its collaborative member cannot score the item and leaves it to the hybrid),
+    also after a restart that replays the store."""
+    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
+    path = tmp_path / "ensemble"
+    scorer = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-128"})
+    save_model(scorer.fit(data), data, path)
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    for restart in (False, True):
+        with TestClient(create_app(path, store, "test-key")) as c:
+            if not restart:
+                twin = c.get("/items/i00007").json()
+                text = "Brand07 " + " ".join(str(v) for v in twin["attributes"].values() if isinstance(v, str))
+                assert c.put("/items/fresh", json={"text": text}, headers=KEY).status_code == 200
+            session = c.post("/sessions/recommendations", json={"events": [{"item_id": "i00007"}], "n": 20})
+            assert "fresh" in ids(session)

@@ -38,6 +38,11 @@ class Scorer:
     distributed: ClassVar[bool] = False
     Config: ClassVar[type] = dataclasses.make_dataclass("Config", [])
 
+    @property
+    def can_add_items(self) -> bool:
+        """Whether new items can be added from their text (``add_items``) and scored at once."""
+        return False
+
     def __init__(self, config: Any = None, **params: Any) -> None:
         if config is None:
             try:

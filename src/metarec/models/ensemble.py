@@ -3,8 +3,10 @@
 Each member scores the candidates; the scores are normalised per user (``zscore``: mean 0,
 standard deviation 1 over the items the user has not seen; ``rank``: the item's percentile
 among them), so members on different scales can be averaged; the ensemble's score is the
-weighted sum. An item a member cannot score (NaN) gets that member's lowest normalised
-score for the user, so the other members decide; an item no member can score stays NaN.
+weighted sum. An item a member cannot score (NaN: an item it never saw, such as one added
+online from its text, which only content members can score) takes the mean normalised score
+of the members that can, so those members decide, on the others' scale; an item no member can
+score stays NaN. New items are added to the members that read item text (``add_items``).
 
 The weights are fit on a validation split carved from the training data
 (:func:`metarec.data.splits.validation`, never the test): members are trained on what is left,
@@ -125,15 +127,14 @@ def parse_members(spec: str | list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore", fill: bool = True) -> np.ndarray:
+def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -> np.ndarray:
     """Per-row normalised scores; statistics over the finite scores of items not in ``history``.
 
-    Items not scorable (NaN) get the row's lowest normalised score with ``fill`` (NaN if
-    nothing in the row is scorable), else stay NaN; history items are normalised like the rest.
+    Items not scorable (NaN) stay NaN; history items are normalised like the rest.
 
     >>> s = np.array([[1.0, 2.0, 3.0, np.nan]], dtype=np.float32)
     >>> normalise(s, sp.csr_matrix((1, 4)), "rank").tolist()
-    [[0.0, 0.5, 1.0, 0.0]]
+    [[0.0, 0.5, 1.0, nan]]
     """
     s = np.asarray(scores, dtype=np.float32)
     finite = np.isfinite(s)
@@ -164,14 +165,7 @@ def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore", f
     else:
         raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {how!r}")
     z[~finite] = np.nan
-    return fill_rows(z) if fill else z.astype(np.float32)
-
-
-def fill_rows(z: np.ndarray) -> np.ndarray:
-    """NaN replaced by the lowest finite value of its row (last axis); all-NaN rows stay NaN."""
-    finite = np.isfinite(z)
-    low = np.where(finite, z, np.inf).min(axis=-1, keepdims=True)
-    return np.where(finite, z, np.where(np.isfinite(low), low, np.nan)).astype(np.float32)
+    return z.astype(np.float32)
 
 
 def coordinate_ascent(
@@ -242,6 +236,23 @@ def choose_weights(
     return w if d.mean() > significance * se else eye[best]
 
 
+def impute_members(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, n, I)`` members' normalised scores with NaN (cannot score) replaced by the mean of
+    the members that can score that item for that user (0 where none can), and ``(n, I)``:
+    whether any can. A weighted sum then ranks an item only some members know (one added
+    online, from its text) by those members alone, on the scale of the others.
+
+    >>> z = np.array([[[1.0, np.nan, np.nan]], [[3.0, 2.0, np.nan]]])
+    >>> filled, ok = impute_members(z)
+    >>> filled[:, 0].tolist(), ok.tolist()
+    ([[1.0, 2.0, 0.0], [3.0, 2.0, 0.0]], [[True, True, False]])
+    """
+    finite = np.isfinite(z)
+    count = finite.sum(axis=0)
+    mean = np.where(finite, z, 0.0).sum(axis=0) / np.maximum(count, 1)
+    return np.where(finite, z, mean[None]).astype(np.float32), count > 0
+
+
 def new_users(users: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Whether each user is new to models trained on the users ``known`` (a bool per user
     index): ``-1``, an index beyond them, or a user without training pairs.
@@ -274,11 +285,25 @@ class _Member:
         for s in self.scorers:
             s.fit(data)
 
+    @property
+    def can_add_items(self) -> bool:
+        return self.scorers[0].can_add_items
+
     def score(self, queries: Queries, how: str) -> np.ndarray:
-        """Normalised scores, NaN where the model cannot score (mean over the copies)."""
+        """Normalised scores, NaN where the model cannot score (mean over the copies). Items
+        added to the ensemble's catalogue since a member that cannot add items was fit are
+        NaN for it (and left out of the histories it sees)."""
         out = None
+        n = queries.history.shape[1]
         for s in self.scorers:
-            z = normalise(s.score(queries), queries.history, how, fill=False)
+            q = queries
+            if s.n_items_ < n:
+                q = Queries(queries.users, queries.history[:, : s.n_items_],
+                            None if queries.values is None else queries.values[:, : s.n_items_])  # fmt: skip
+            raw = s.score(q)
+            if raw.shape[1] < n:
+                raw = np.hstack([raw, np.full((len(raw), n - raw.shape[1]), np.nan, dtype=np.float32)])
+            z = normalise(raw, queries.history, how)
             out = z if out is None else out + z
         return out / len(self.scorers)
 
@@ -322,11 +347,9 @@ class EnsembleScorer(Scorer):
         return [_Member(n, k, c.params.get(n, {}), c.seed) for n, k in self.spec_]
 
     def _member_scores(self, members: list[_Member], queries: Queries) -> tuple[np.ndarray, np.ndarray]:
-        """Members' normalised scores ``(K, n, I)``, an item a member cannot score at that
-        member's lowest for the user, and ``(n, I)``: whether any member can score it."""
-        z = np.stack([m.score(queries, self.config.normalise) for m in members])
-        scorable = np.isfinite(z).any(axis=0)
-        return np.nan_to_num(fill_rows(z), nan=0.0), scorable
+        """Members' normalised scores ``(K, n, I)``, an item a member cannot score at the mean
+        of the members that can, and ``(n, I)``: whether any member can score it."""
+        return impute_members(np.stack([m.score(queries, self.config.normalise) for m in members]))
 
     # ------------------------------------------------------------- training
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
@@ -444,6 +467,43 @@ class EnsembleScorer(Scorer):
         out = np.einsum("kni,nk->ni", z, w)
         out[~scorable] = np.nan
         return out
+
+    # ------------------------------------------------------------ new items
+    @property
+    def can_add_items(self) -> bool:
+        """Whether a member reads item text (see :meth:`add_items`)."""
+        return any(m.can_add_items for m in self.members_)
+
+    def _content_scorers(self) -> list[Any]:
+        scorers = [s for m in self.members_ if m.can_add_items for s in m.scorers]
+        if not scorers:
+            raise ConfigError(f"ensemble of {', '.join(self.member_names)}: no member scores items from their text")
+        encoders = {(s.name, s.content_config().encoder, s.content_config().vectors) for s in scorers}
+        if len({e[1:] for e in encoders}) > 1:
+            raise ConfigError(f"ensemble: members encode item text differently ({sorted(encoders)}); new items need one encoder")
+        return scorers
+
+    def content_config(self) -> Any:
+        """The content members' encoder settings (they must agree)."""
+        return self._content_scorers()[0].content_config()
+
+    def add_items(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        """Append new items to every member that reads text; the other members cannot score
+        them (see the module docstring). Returns their indices."""
+        start = self.n_items_
+        for s in self._content_scorers():
+            if s.n_items_ != start:
+                raise ConfigError(f"ensemble: member {s.name} has {s.n_items_} items, the ensemble {start}")
+            s.add_items(vectors, texts)
+        n = len(np.atleast_2d(vectors))
+        self.known_items_ = np.concatenate([self.known_items_, np.zeros(n, dtype=bool)])
+        self.n_items_ = start + n
+        return np.arange(start, self.n_items_)
+
+    def update_items(self, indices: np.ndarray, vectors: np.ndarray, texts: list[str] | None = None) -> None:
+        """New content for existing items, in every member that reads text."""
+        for s in self._content_scorers():
+            s.update_items(indices, vectors, texts)
 
     def describe(self) -> dict[str, Any]:
         """Members, the weights per segment, validation users per segment and the validation

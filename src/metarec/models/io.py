@@ -112,15 +112,14 @@ class TrainedModel:
     _cache: Any = None
 
     def add_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
-        """Make new items recommendable at once from their text (content scorers only).
+        """Make new items recommendable at once from their text (content scorers, and
+        ensembles with a content member: ``Scorer.can_add_items``).
 
         Encodes the texts with the model's own encoder (loaded once, then kept), appends the
         items to the catalogue and returns their indices. Raises ConfigError for a model that
         cannot score an item without interactions, or for an id already in the catalogue.
         """
-        from metarec.models.content import ContentScorer
-
-        if not isinstance(self.scorer, ContentScorer):
+        if not self.scorer.can_add_items:
             raise ConfigError(f"model {self.scorer.name!r} cannot score an item from its content; use hybrid or content-knn")
         catalogue = set(self.item_ids)
         dup = [i for i in item_ids if i in catalogue]
@@ -134,7 +133,7 @@ class TrainedModel:
             idx = self.scorer.add_items(self._encode(texts), list(texts))
         self.item_ids = np.concatenate([self.item_ids, np.asarray(item_ids, dtype=object)])
         new_rows = pd.DataFrame(index=range(len(item_ids)), columns=self.items.columns)
-        if self.scorer.config.template is None and "text" not in self.items.columns and len(self.items.columns):
+        if self.scorer.content_config().template is None and "text" not in self.items.columns and len(self.items.columns):
             new_rows[self.items.columns[0]] = texts
         self.items = pd.concat([self.items, new_rows], ignore_index=True)
         self.history = sp.hstack([self.history, sp.csr_matrix((self.history.shape[0], len(item_ids)))]).tocsr()
@@ -144,9 +143,7 @@ class TrainedModel:
         """Re-encode existing items whose text changed; scored from the new text at once."""
         from threadpoolctl import threadpool_limits
 
-        from metarec.models.content import ContentScorer
-
-        if not isinstance(self.scorer, ContentScorer):
+        if not self.scorer.can_add_items:
             raise ConfigError(f"model {self.scorer.name!r} does not read item text")
         idx = pd.Index(self.item_ids).get_indexer([str(i) for i in item_ids])
         unknown = [i for i, j in zip(item_ids, idx) if j < 0]

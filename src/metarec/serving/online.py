@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from metarec.data.queries import Queries
-from metarec.models.content import ContentScorer
 from metarec.models.io import TrainedModel
 from metarec.ranking import top_k
 from metarec.serving.store import Event, EventStore
@@ -73,7 +72,7 @@ class OnlineRecommender:
         self.deleted = np.zeros(len(model.item_ids), dtype=bool)
         self.categories = _category_text(model.items)
         self.texts: dict[str, str] = {}
-        self.can_add_items = isinstance(model.scorer, ContentScorer)
+        self.can_add_items = model.scorer.can_add_items
         self.last_seq = 0
         self.items_seen_until = -1.0
         # Users of each never-trained item, for models that warm new items up on their events.

@@ -20,6 +20,10 @@ class ContentScorer(Scorer):
     Subclass configs inherit :class:`~metarec.encoders.ContentConfig`'s fields.
     """
 
+    @property
+    def can_add_items(self) -> bool:
+        return True
+
     def content_config(self) -> ContentConfig:
         names = {f.name for f in dataclasses.fields(ContentConfig)}
         return ContentConfig(**{k: v for k, v in dataclasses.asdict(self.config).items() if k in names})
