@@ -65,16 +65,21 @@ def _epoch(rng):
         yield {"x": torch.tensor(x[order[s : s + size]])}
 
 
-def _worker(rank, world, init, out, batches=_batches):
+def _in_group(rank, world, init, job, *args):
+    """``job(rank, *args)`` in worker ``rank`` of a gloo process group of ``world`` (``mp.spawn``)."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        m = Mean()
-        train(m, batches, None, TrainConfig(epochs=3, lr=0.1, progress=False))
-        torch.save(m.w.detach(), f"{out}/w{rank}.pt")
+        job(rank, *args)
     finally:
         dist.destroy_process_group()
+
+
+def _train_mean(rank, out, batches=_batches):
+    m = Mean()
+    train(m, batches, None, TrainConfig(epochs=3, lr=0.1, progress=False))
+    torch.save(m.w.detach(), f"{out}/w{rank}.pt")
 
 
 def test_two_data_parallel_workers_train_as_one_process_on_both_batches():
@@ -84,7 +89,7 @@ def test_two_data_parallel_workers_train_as_one_process_on_both_batches():
 
     with tempfile.TemporaryDirectory() as tmp:
         init = f"file://{tmp}/rendezvous"
-        mp.spawn(_worker, args=(2, init, tmp), nprocs=2, join=True)
+        mp.spawn(_in_group, args=(2, init, _train_mean, tmp), nprocs=2, join=True)
         w0, w1 = torch.load(f"{tmp}/w0.pt"), torch.load(f"{tmp}/w1.pt")
     single = Mean()
     train(single, _pairs, None, TrainConfig(epochs=3, lr=0.1, progress=False))
@@ -104,7 +109,7 @@ def test_workers_split_each_batch_so_training_matches_one_process():
     assert worker_batch_size(16) == 16  # no process group
     with tempfile.TemporaryDirectory() as tmp:
         init = f"file://{tmp}/rendezvous"
-        mp.spawn(_worker, args=(2, init, tmp, _epoch), nprocs=2, join=True)
+        mp.spawn(_in_group, args=(2, init, _train_mean, tmp, _epoch), nprocs=2, join=True)
         w0, w1 = torch.load(f"{tmp}/w0.pt"), torch.load(f"{tmp}/w1.pt")
     single = Mean()
     train(single, _epoch, None, TrainConfig(epochs=3, lr=0.1, progress=False))
@@ -112,24 +117,18 @@ def test_workers_split_each_batch_so_training_matches_one_process():
     torch.testing.assert_close(w0, single.w.detach(), rtol=1e-5, atol=1e-6)
 
 
-def _gradnorm_worker(rank, world_size, init, out):
-    import torch.distributed as dist
-
+def _train_gradnorm(rank, out):
     from metarec.data import Queries
     from metarec.data.synthetic import WorldConfig, make_world
     from metarec.models import make_scorer
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
-    try:
-        data = make_world(WorldConfig(n_users=120, n_items=60, views_per_user=12, seed=3))
-        s = make_scorer("multitask", encoder="hashing-64", epochs=3, batch_size=256, validation=0.0,
-                        weighting="gradnorm").fit(data)  # fmt: skip
-        last = s.training_[0].history[-1]
-        weights = {k: float(v) for k, v in last.items() if k.startswith("w[")}
-        torch.save({"w": weights, "scores": s.score(Queries(np.arange(5), data.matrix()[:5]))}, f"{out}/r{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    data = make_world(WorldConfig(n_users=120, n_items=60, views_per_user=12, seed=3))
+    s = make_scorer("multitask", encoder="hashing-64", epochs=3, batch_size=256, validation=0.0,
+                    weighting="gradnorm").fit(data)  # fmt: skip
+    last = s.training_[0].history[-1]
+    weights = {k: float(v) for k, v in last.items() if k.startswith("w[")}
+    torch.save({"w": weights, "scores": s.score(Queries(np.arange(5), data.matrix()[:5]))}, f"{out}/r{rank}.pt")
 
 
 def test_gradnorm_weights_learn_in_step_across_data_parallel_workers():
@@ -138,7 +137,7 @@ def test_gradnorm_weights_learn_in_step_across_data_parallel_workers():
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_gradnorm_worker, args=(2, f"file://{tmp}/rendezvous", tmp), nprocs=2, join=True)
+        mp.spawn(_in_group, args=(2, f"file://{tmp}/rendezvous", _train_gradnorm, tmp), nprocs=2, join=True)
         r0, r1 = (torch.load(f"{tmp}/r{k}.pt", weights_only=False) for k in (0, 1))
     assert r0["w"].keys() == r1["w"].keys() and len(r0["w"]) >= 2
     assert r0["w"] == pytest.approx(r1["w"], rel=1e-6)
