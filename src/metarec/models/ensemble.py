@@ -471,8 +471,8 @@ class EnsembleScorer(Scorer):
     # ------------------------------------------------------------ new items
     @property
     def can_add_items(self) -> bool:
-        """Whether a member reads item text (see :meth:`add_items`)."""
-        return any(m.can_add_items for m in self.members_)
+        """Whether a member reads item text (see :meth:`add_items`); False before fitting."""
+        return any(m.can_add_items for m in getattr(self, "members_", ()))
 
     def _content_scorers(self) -> list[Any]:
         scorers = [s for m in self.members_ if m.can_add_items for s in m.scorers]
