@@ -296,13 +296,12 @@ class _Member:
         out = None
         n = queries.history.shape[1]
         for s in self.scorers:
-            q = queries
-            if s.n_items_ < n:
-                q = Queries(queries.users, queries.history[:, : s.n_items_],
-                            None if queries.values is None else queries.values[:, : s.n_items_])  # fmt: skip
-            raw = s.score(q)
-            if raw.shape[1] < n:
-                raw = np.hstack([raw, np.full((len(raw), n - raw.shape[1]), np.nan, dtype=np.float32)])
+            m = s.n_items_
+            if m < n:  # items added since it was fit: it sees the rest, and scores them NaN
+                q = Queries(queries.users, queries.history[:, :m], None if queries.values is None else queries.values[:, :m])
+                raw = np.hstack([s.score(q), np.full((len(queries), n - m), np.nan, dtype=np.float32)])
+            else:
+                raw = s.score(queries)
             z = normalise(raw, queries.history, how)
             out = z if out is None else out + z
         return out / len(self.scorers)
