@@ -1,0 +1,61 @@
+"""EASE's value weighting: pairs weighted by their rating, the history stays binary."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarec.data import Queries
+from metarec.data.dataset import build_dataset
+from metarec.errors import ConfigError
+from metarec.models import make_scorer
+from metarec.models.baselines.ease import value_weighted
+
+
+def _data(rows):
+    return build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="ratings.csv")
+
+
+def test_a_high_rating_counts_more_than_a_low_one():
+    # Item a co-occurs with b in users rating b 5 and with c in as many users rating c 1.
+    rows = []
+    for u in range(6):
+        rows += [(f"u{u}", "a", 4.0), (f"u{u}", "b" if u < 3 else "c", 5.0 if u < 3 else 1.0)]
+    rows += [("x", "b", 3.0), ("x", "c", 3.0), ("y", "d", 3.0)]
+    data = _data(rows)
+    a, b, c = data.item_index(["a", "b", "c"])
+    q = Queries.from_histories([-1], [[a]], data.n_items)
+    binary = make_scorer("ease", l2=1.0, values="none").fit(data).score(q)[0]
+    graded = make_scorer("ease", l2=1.0, values="sqrt").fit(data).score(q)[0]
+    assert binary[b] == pytest.approx(binary[c], rel=1e-5)
+    assert graded[b] > graded[c] * 1.5
+
+
+def test_the_closed_form_on_weighted_pairs():
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}", float(rng.integers(1, 6))) for u in range(30) for i in range(12) if rng.random() < 0.4]
+    data = _data(rows)
+    x = value_weighted(data, data.matrix(), "sqrt").toarray()
+    r = pd.DataFrame(rows, columns=["user", "item", "value"])
+    assert x[data.user_index(r["user"]), data.item_index(r["item"])] == pytest.approx(np.sqrt(r["value"]))
+    l2 = 3.0
+    gram = x.T @ x + l2 * np.mean(x[x > 0] ** 2) * np.eye(x.shape[1])
+    p = np.linalg.inv(gram)
+    expected = np.eye(x.shape[1]) - p / np.diag(p)[None, :]  # Steck's B = I - P diagMat(1 / diag P)
+    np.fill_diagonal(expected, 0.0)
+    got = make_scorer("ease", l2=l2).fit(data).weights_
+    assert got == pytest.approx(expected.astype(np.float32), abs=1e-5)
+
+
+def test_equal_values_leave_the_binary_model():
+    rng = np.random.default_rng(1)
+    rows = [(f"u{u}", f"i{i}", 3.0) for u in range(20) for i in range(10) if rng.random() < 0.5]
+    data = _data(rows)
+    binary = make_scorer("ease", values="none", l2=5.0).fit(data).weights_
+    for how in ("sqrt", "log1p"):
+        assert make_scorer("ease", values=how, l2=5.0).fit(data).weights_ == pytest.approx(binary, abs=1e-6)
+
+
+def test_an_unknown_weighting_is_refused():
+    data = _data([("u", "a", 4.0), ("u", "b", 2.0)])
+    with pytest.raises(ConfigError, match="values='squared'.*none, sqrt, log1p"):
+        make_scorer("ease", values="squared").fit(data)
