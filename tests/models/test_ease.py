@@ -59,3 +59,22 @@ def test_an_unknown_weighting_is_refused():
     data = _data([("u", "a", 4.0), ("u", "b", 2.0)])
     with pytest.raises(ConfigError, match="values='squared'.*none, sqrt, log1p"):
         make_scorer("ease", values="squared").fit(data)
+
+
+def test_the_hybrid_collaborative_signal_is_ease_on_the_same_weighted_pairs():
+    # Every item has pairs, so the hybrid's EASE spans the catalogue and must equal the
+    # EASE model's on the same weighting; its other signals read the pairs as 1.
+    rng = np.random.default_rng(2)
+    rows = [(f"u{u}", f"i{i}", float(rng.integers(1, 6))) for u in range(30) for i in range(12) if rng.random() < 0.4]
+    items = pd.DataFrame({"title": [f"item {i} {'red' if i % 2 else 'blue'}" for i in range(12)]},
+                         index=[f"i{i}" for i in range(12)])  # fmt: skip
+    data = build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="ratings.csv",
+                         items=items, text_fields=("title",))  # fmt: skip
+    assert data.matrix().getnnz(axis=0).min() > 0
+    got = {}
+    for how in ("sqrt", "none"):
+        got[how] = make_scorer("hybrid", encoder="hashing-32", values=how, l2=4.0).fit(data).components_.ease
+        assert got[how] == pytest.approx(make_scorer("ease", values=how, l2=4.0).fit(data).weights_, abs=1e-5)
+    assert got["sqrt"] != pytest.approx(got["none"], abs=1e-3)
+    with pytest.raises(ConfigError, match="values='squared'"):
+        make_scorer("hybrid", encoder="hashing-32", values="squared").fit(data)

@@ -37,7 +37,7 @@ from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
 from metarec.encoders.lexical import top_k_similarity, top_k_similarity_rows
 from metarec.errors import ConfigError
-from metarec.models.baselines.ease import ease_weights
+from metarec.models.baselines.ease import ease_weights, value_weighted
 from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours, replace_rows
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ SIGNALS = ("collaborative", "semantic", "bilinear", "lexical", "popularity")
 class HybridConfig(ContentConfig):
     """Attributes (besides :class:`~metarec.encoders.ContentConfig`'s):
     l2: EASE's penalty for the collaborative signal.
+    values: how event values weight EASE's pairs (as :class:`~metarec.models.baselines.ease.EASEConfig`'s
+        ``values``); the other signals read the pairs unweighted. ``none`` by default: ``sqrt``
+        did not help on a development split of MovieLens-100K (see the README).
     max_items: EASE's limit on items with interactions (a dense items x items inverse).
     neighbours, neighbour_temperature: a new item's collaborative scores are the
         softmax(cosine / temperature)-weighted mean over its ``neighbours`` nearest warm items.
@@ -62,6 +65,7 @@ class HybridConfig(ContentConfig):
     """
 
     l2: float = 500.0
+    values: str = "none"
     max_items: int = 30_000
     neighbours: int = 50
     neighbour_temperature: float = 0.05
@@ -78,7 +82,8 @@ class HybridConfig(ContentConfig):
 class _Components:
     """Everything fit on one interaction matrix: EASE, neighbours, popularity."""
 
-    def __init__(self, vectors: np.ndarray, matrix: sp.csr_matrix, config: HybridConfig) -> None:
+    def __init__(self, vectors: np.ndarray, weighted: sp.csr_matrix, config: HybridConfig) -> None:
+        matrix = _binary(weighted)
         counts = np.asarray(matrix.getnnz(axis=0))
         self.seen = counts > 0
         self.seen_idx = np.flatnonzero(self.seen)
@@ -89,7 +94,7 @@ class _Components:
                 "(EASE inverts a dense items x items matrix); filter with --min-core"
             )
         x = matrix[:, self.seen_idx]
-        self.ease = ease_weights(x, config.l2)  # (W, W)
+        self.ease = ease_weights(weighted[:, self.seen_idx], config.l2)  # (W, W)
         nb = content_neighbours(vectors, self.seen, config.neighbours, config.neighbour_temperature)
         self.neighbours = nb[:, self.seen_idx].tocsr()  # (I, W)
         # Popularity: observed for warm items, predicted from content for the others.
@@ -108,6 +113,13 @@ class _Components:
         a, b2 = config.bilinear_l2
         left = np.linalg.solve(prof.T @ prof + a * np.eye(d), prof.T @ np.asarray(xu @ v))
         self.bilinear = (left @ np.linalg.inv(v.T @ v + b2 * np.eye(d))).astype(np.float32)
+
+
+def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The pairs of a (weighted) user x item matrix, each 1."""
+    out = matrix.copy()
+    out.data = np.ones_like(out.data)
+    return out
 
 
 def _standardise(x: np.ndarray, warm_weights: np.ndarray) -> np.ndarray:
@@ -188,16 +200,17 @@ class HybridScorer(ContentScorer):
     # ------------------------------------------------------------- training
     def _fit_content(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         c = self.config
+        weighted = value_weighted(data, matrix, c.values)  # EASE's pairs; the rest reads them as 1
         self.fit_lexical(data, self.config.lexical)
         if self.lexical_encoder_ is not None:
             self.lexical_similarity_ = top_k_similarity(self.item_lexical_, self.config.lexical_neighbours)
         rng = np.random.default_rng(c.seed)
-        train_m, val_warm, val_cold = carve_validation(matrix, c.validation_share, rng)
+        train_w, val_warm, val_cold = carve_validation(weighted, c.validation_share, rng)
         self.weights_ = np.ones((2, len(SIGNALS)), dtype=np.float32)
         if val_warm.nnz or val_cold.nnz:
-            comp = _Components(self.item_vectors_, train_m, c)
-            self.weights_ = self._fit_weights(comp, train_m, val_warm, val_cold, rng)
-        self.components_ = _Components(self.item_vectors_, matrix, c)
+            comp = _Components(self.item_vectors_, train_w, c)
+            self.weights_ = self._fit_weights(comp, _binary(train_w), _binary(val_warm), _binary(val_cold), rng)
+        self.components_ = _Components(self.item_vectors_, weighted, c)
         log.info("hybrid weights %s: warm %s, cold %s", SIGNALS, self.weights_[0].round(3), self.weights_[1].round(3))
 
     def _fit_weights(
