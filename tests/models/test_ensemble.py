@@ -195,3 +195,38 @@ def test_an_evaluated_ensemble_combines_the_models_beside_it(world):
         "ensemble"]["ials.factors"] == 4  # fmt: skip
     res = evaluate(world, "holdout", ["pop", "ials", "ensemble"], params={"ials": {"factors": 8}, "ensemble": {"folds": 1}})
     assert res.details["ensemble"][0]["members"] == ["pop", "ials"]
+
+
+def test_each_member_alone_is_judged_on_the_items_it_can_score():
+    """Known answer: the validation figure of a member on its own is that member's metric on
+    the validation split, computed here from scratch; items it cannot score (their only pair
+    held out) are not ranked, rather than taking the other member's score."""
+    from metarec.evaluation.metrics import ranking_metrics
+    from metarec.ranking import top_k
+    from metarec.testing import tiny_dataset
+
+    rng = np.random.default_rng(3)
+    histories = []
+    for u in range(60):  # two blocks of ten items, then a rare item of the user's block
+        block = range(10) if u < 30 else range(10, 20)
+        histories.append([i for i in block if rng.random() < 0.7] + [20 + u])
+    titles = [f"{'red kettle' if i < 10 or 20 <= i < 50 else 'blue tent'} {i}" for i in range(80)]
+    data = tiny_dataset(histories, 80, titles)
+    s = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-32"}).fit(data)
+    c = s.config
+    split = validation(data, c.seed, c.validation_users, c.new_users, c.holdout_share, segments=s.segments_)
+    q = Queries(np.concatenate([qs.queries.users for qs in split.query_sets]),
+                sp.vstack([qs.queries.history for qs in split.query_sets]).tocsr())  # fmt: skip
+    rel = sp.vstack([qs.relevant for qs in split.query_sets]).toarray() > 0
+    keep = rel.sum(axis=1) > 0
+    q, rel = q[np.flatnonzero(keep)], rel[keep]
+    cannot = 0
+    for name in ("ease", "hybrid"):
+        member = make_scorer(name, **({"encoder": "hashing-32"} if name == "hybrid" else {})).fit(split.train)
+        scores = member.score(q)
+        cannot += int(np.isnan(scores).sum())
+        scores[(q.history.toarray() > 0) | np.isnan(scores)] = -np.inf
+        hits = np.take_along_axis(rel, top_k(scores, 10), axis=1)
+        expected = ranking_metrics(hits, rel.sum(axis=1), (10,))["NDCG@10"].mean()
+        assert s.validation_[name] == pytest.approx(expected, abs=1e-6), name
+    assert cannot > 0  # some validation item is one a member cannot score

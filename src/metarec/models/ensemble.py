@@ -348,7 +348,11 @@ class EnsembleScorer(Scorer):
     def _member_scores(self, members: list[_Member], queries: Queries) -> tuple[np.ndarray, np.ndarray]:
         """Members' normalised scores ``(K, n, I)``, an item a member cannot score at the mean
         of the members that can, and ``(n, I)``: whether any member can score it."""
-        return impute_members(np.stack([m.score(queries, self.config.normalise) for m in members]))
+        return impute_members(self._raw_scores(members, queries))
+
+    def _raw_scores(self, members: list[_Member], queries: Queries) -> np.ndarray:
+        """Members' normalised scores ``(K, n, I)``, NaN where a member cannot score."""
+        return np.stack([m.score(queries, self.config.normalise) for m in members])
 
     # ------------------------------------------------------------- training
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
@@ -386,11 +390,12 @@ class EnsembleScorer(Scorer):
 
     def _validation_scores(
         self, members: list[_Member], query_sets: list, n_items: int, seed: int, known: np.ndarray
-    ) -> tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]:
-        """Members' normalised scores and what is scorable (:meth:`_member_scores`) for the
-        validation queries with a relevant item (sampled down to :data:`MAX_VALIDATION_CELLS`),
-        the queries, their relevant items and whether each query's user is new to the members
-        (``known``: the users the members were trained on)."""
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]:
+        """Members' normalised scores and what is scorable (:meth:`_member_scores`), and what
+        each member can score itself ``(K, n, I)``, for the validation queries with a relevant
+        item (sampled down to :data:`MAX_VALIDATION_CELLS`), the queries, their relevant items
+        and whether each query's user is new to the members (``known``: the users the members
+        were trained on)."""
         queries = Queries(
             np.concatenate([qs.queries.users for qs in query_sets]),
             sp.vstack([qs.queries.history for qs in query_sets]).tocsr(),
@@ -401,9 +406,12 @@ class EnsembleScorer(Scorer):
         if len(keep) > cap:
             keep = np.sort(np.random.default_rng(seed).choice(keep, cap, replace=False))
         queries, relevant = queries[keep], relevant[keep]
-        return self._member_scores(members, queries), queries, relevant, new_users(queries.users, known)
+        raw = self._raw_scores(members, queries)
+        return (*impute_members(raw), np.isfinite(raw)), queries, relevant, new_users(queries.users, known)
 
-    def _fit_weights(self, folds: list[tuple[tuple[np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]]) -> None:
+    def _fit_weights(
+        self, folds: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]]
+    ) -> None:
         """Coordinate ascent on the validation metric over all folds' users, then per segment."""
         from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
 
@@ -420,12 +428,15 @@ class EnsembleScorer(Scorer):
             raise ConfigError(f"ensemble: metric {metric!r} is not NAME@K, e.g. NDCG@10 or Recall@20")
         cutoff = int(cut)
 
+        def ranked(s: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            """Each user's metric for scores ``s`` (never ranked: ``-inf``) of users ``rows``."""
+            hits = np.take_along_axis(rel[rows], top_k(s, cutoff), axis=1)
+            return ranking_metrics(hits, n_rel[rows], (cutoff,))[metric]
+
         def per_user(w: np.ndarray, rows: np.ndarray) -> np.ndarray:
             s = np.tensordot(w, z[:, rows], axes=1)
             s[seen[rows]] = -np.inf
-            top = top_k(s, cutoff)
-            hits = np.take_along_axis(rel[rows], top, axis=1)
-            return ranking_metrics(hits, n_rel[rows], (cutoff,))[metric]
+            return ranked(s, rows)
 
         k = z.shape[0]
         eye = [np.eye(k)[j] for j in range(k)]
@@ -434,7 +445,13 @@ class EnsembleScorer(Scorer):
             return choose_weights(per_user, rows, starts, c.significance, np.random.default_rng((c.seed, len(rows))))
 
         everyone = np.arange(z.shape[1])
-        self.validation_ = {m: float(per_user(e, everyone).mean()) for m, e in zip(self.member_names, eye)}
+        # Each member on its own: the items it cannot score are not ranked (the weights see
+        # them at the other members' mean, as serving does).
+        own = np.concatenate([f[0][2] for f in folds], axis=1)  # (K, n, I)
+        self.validation_ = {
+            m: float(ranked(np.where(seen | ~own[j], -np.inf, z[j]), everyone).mean())
+            for j, m in enumerate(self.member_names)
+        }
         w_all = fit(everyone, [*eye, np.full(k, 1.0 / k)])
         lengths = history.getnnz(axis=1)
         seg = history_segment(lengths, self.segments_)
@@ -455,8 +472,7 @@ class EnsembleScorer(Scorer):
         seg_w = self.weights_[group]
         s_all = np.einsum("kni,nk->ni", z, seg_w)
         s_all[seen] = -np.inf
-        hits = np.take_along_axis(rel, top_k(s_all, cutoff), axis=1)
-        self.validation_["ensemble"] = float(ranking_metrics(hits, n_rel, (cutoff,))[metric].mean())
+        self.validation_["ensemble"] = float(ranked(s_all, everyone).mean())
         log.info("ensemble validation %s: %s", metric, self.validation_)
 
     # -------------------------------------------------------------- scoring
