@@ -22,8 +22,8 @@ def _rows(seed, value=None):
 
 
 def _implicit(matrix, **kw):
-    m = AlternatingLeastSquares(**kw, iterations=4, random_state=0)
     with threadpool_limits(1, "blas"):
+        m = AlternatingLeastSquares(**kw, iterations=4, random_state=0)
         m.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
     return m.user_factors
 
@@ -57,3 +57,34 @@ def test_equal_values_leave_the_binary_model():
 def test_an_unknown_weighting_is_refused():
     with pytest.raises(ConfigError, match="values='squared'.*none, sqrt, log1p"):
         make_scorer("ials", values="squared").fit(_data([("u", "a", 4.0), ("u", "b", 2.0)]))
+
+
+def test_a_new_user_is_folded_in_with_the_same_confidences():
+    """The fold-in solves iALS's user step with each history item's confidence alpha * sqrt(r)
+    / mean sqrt weight when the query carries ratings (computed here from scratch), and alpha
+    for each item when it does not; a model saved before the weighting folds in binary."""
+    import scipy.sparse as sp
+
+    from metarec.data import Queries
+
+    data = _data(_rows(2))
+    s = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0).fit(data)
+    items, ratings = np.array([1, 4, 7]), np.array([5.0, 1.0, 3.0])
+    hist = sp.csr_matrix((np.ones(3), (np.zeros(3, int), items)), shape=(1, data.n_items))
+    vals = sp.csr_matrix((ratings, (np.zeros(3, int), items)), shape=(1, data.n_items))
+    r = pd.DataFrame(_rows(2), columns=["user", "item", "value"])
+    scale = np.sqrt(r.groupby(["user", "item"])["value"].max()).mean()
+    v = s.item_factors_.astype(np.float64)
+
+    def solve(c):
+        a = v.T @ v + 3.0 * np.eye(4) + (v[items].T * (c - 1.0)) @ v[items]
+        return np.linalg.solve(a, (c[:, None] * v[items]).sum(axis=0))
+
+    with_values = s.score(Queries(np.array([-1]), hist, vals))[0]
+    np.testing.assert_allclose(with_values, v @ solve(2.5 * np.sqrt(ratings) / scale), rtol=1e-4, atol=1e-5)
+    without = s.score(Queries(np.array([-1]), hist))[0]
+    np.testing.assert_allclose(without, v @ solve(np.full(3, 2.5)), rtol=1e-4, atol=1e-5)
+    state = {k: x for k, x in s.get_state().items() if k != "value_scale"}
+    old = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0)
+    old.set_state(state)
+    np.testing.assert_allclose(old.score(Queries(np.array([-1]), hist, vals))[0], without, rtol=1e-5)

@@ -28,6 +28,18 @@ from metarec.models.base import Queries, Scorer
 VALUE_WEIGHTS = ("none", "sqrt", "log1p")
 
 
+def value_weight(values: np.ndarray, how: str) -> np.ndarray:
+    """The weight of positive event ``values`` under ``how`` (``sqrt``, ``log1p``, ``none``: 1).
+
+    >>> value_weight(np.array([4.0, 1.0]), "sqrt").tolist()
+    [2.0, 1.0]
+    """
+    if how not in VALUE_WEIGHTS:
+        raise ConfigError(f"values={how!r}: choose from {', '.join(VALUE_WEIGHTS)}")
+    values = np.asarray(values, dtype=np.float64)
+    return {"sqrt": np.sqrt, "log1p": np.log1p}.get(how, np.ones_like)(values)
+
+
 def value_weighted(data: Dataset, matrix: sp.csr_matrix, how: str) -> sp.csr_matrix:
     """``matrix`` (the binary pair matrix of ``data``) with each pair weighted by a transform
     of the largest value among its events: ``sqrt(v)`` or ``log1p(v)`` (``none``: binary).
@@ -54,7 +66,7 @@ def value_weighted(data: Dataset, matrix: sp.csr_matrix, how: str) -> sp.csr_mat
     v = v.to_numpy(np.float64)
     ok = np.isfinite(v) & (v > 0)
     w = np.ones(len(v))
-    w[ok] = np.sqrt(v[ok]) if how == "sqrt" else np.log1p(v[ok])
+    w[ok] = value_weight(v[ok], how)
     if ok.any():
         w[~ok] = w[ok].mean()
     out = sp.csr_matrix((w, (users, items)), shape=matrix.shape)

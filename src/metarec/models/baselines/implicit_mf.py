@@ -10,7 +10,8 @@ against BPR's fixed item factors (:func:`softmax_fold_in`).
 iALS weights each pair's confidence by its event value as EASE does (``values="sqrt"``:
 the square root of a rating, :func:`~metarec.models.baselines.ease.value_weighted`), scaled
 so that the mean pair has confidence ``alpha``; implicit data (every value 1) is unchanged.
-A new user's history carries no values: each of its items counts as a mean pair.
+A new user is folded in with the same confidences: each history item's value from the query
+(``Queries.values``) where it has one, else the mean pair's.
 
 Default hyper-parameters were chosen on development splits of MovieLens-100K (holdouts of
 the ``holdout`` protocol's training data: iALS's ``l2``, ``alpha`` and ``values``) and, for
@@ -28,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from metarec.data.dataset import Dataset
 from metarec.models.base import Queries, Scorer
-from metarec.models.baselines.ease import value_weighted
+from metarec.models.baselines.ease import value_weight, value_weighted
 
 
 def least_squares_fold_in(
@@ -37,11 +38,12 @@ def least_squares_fold_in(
     """iALS's user step for fixed item factors (the same solve as ``implicit``'s).
 
     Solves ``min_u sum_i c_i (p_i - u.v_i)^2 + l2 |u|^2`` with ``p_i = 1``,
-    ``c_i = confidence`` on history items and ``p_i = 0``, ``c_i = 1`` elsewhere.
+    ``c_i = confidence * h_i`` on history items (``h_i``: the history's entry, 1 in a binary
+    history) and ``p_i = 0``, ``c_i = 1`` elsewhere.
 
     Args:
         item_factors: ``(I, F)``.
-        history: ``(n, I)`` binary CSR.
+        history: ``(n, I)`` CSR, binary or with each item's relative confidence weight.
 
     Returns:
         ``(n, F)`` user factors.
@@ -50,11 +52,13 @@ def least_squares_fold_in(
     gram = v.T @ v + l2 * np.eye(v.shape[1])  # (F, F)
     out = np.zeros((history.shape[0], v.shape[1]))
     for row in range(history.shape[0]):  # one F x F solve per user
-        idx = history.indices[history.indptr[row] : history.indptr[row + 1]]
+        span = slice(history.indptr[row], history.indptr[row + 1])
+        idx = history.indices[span]
         if len(idx) == 0:
             continue
         vh = v[idx]  # (h, F)
-        out[row] = np.linalg.solve(gram + (confidence - 1.0) * vh.T @ vh, confidence * vh.sum(axis=0))
+        c = confidence * history.data[span].astype(np.float64)[:, None]  # (h, 1)
+        out[row] = np.linalg.solve(gram + vh.T @ ((c - 1.0) * vh), (c * vh).sum(axis=0))
     return out.astype(np.float32)
 
 
@@ -102,7 +106,9 @@ def softmax_fold_in(
 class _FactorScorer(Scorer):
     """Shared scoring for factor models: user factors (learned or folded in) x item factors."""
 
-    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+    def _fold_in(self, history: sp.csr_matrix, values: sp.csr_matrix | None) -> np.ndarray:
+        """User factors for new users from their ``history`` (and its event ``values``, when
+        the query carries them)."""
         raise NotImplementedError
 
     def _score(self, queries: Queries) -> np.ndarray:
@@ -112,7 +118,8 @@ class _FactorScorer(Scorer):
         uf = np.zeros((len(users), self.item_factors_.shape[1]), dtype=np.float32)
         uf[known] = self.user_factors_[users[known]]
         if (~known).any():
-            uf[~known] = self._fold_in(queries.history[np.flatnonzero(~known)])
+            rows = np.flatnonzero(~known)
+            uf[~known] = self._fold_in(queries.history[rows], None if queries.values is None else queries.values[rows])
         s = uf @ self.item_factors_.T  # (n, I)
         s[:, ~self.known_items_] = np.nan
         return s
@@ -160,8 +167,8 @@ class IALSScorer(_FactorScorer):
 
         c = self.config
         weighted = value_weighted(data, matrix, c.values)
-        if c.values != "none" and weighted.nnz:
-            weighted = weighted.multiply(1.0 / weighted.data.mean()).tocsr()  # the mean pair weighs 1
+        self.value_scale_ = float(weighted.data.mean()) if c.values != "none" and weighted.nnz else 1.0
+        weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         # implicit wants single-threaded BLAS while it runs its own threads.
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
@@ -172,9 +179,25 @@ class IALSScorer(_FactorScorer):
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
-    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+    def _fold_in(self, history: sp.csr_matrix, values: sp.csr_matrix | None) -> np.ndarray:
         c = self.config
+        history = sp.csr_matrix(history, dtype=np.float64)
+        history.data[:] = 1.0  # each item a mean pair, unless its value is known
+        scale = getattr(self, "value_scale_", None)
+        if values is not None and scale is not None and c.values != "none" and history.nnz:
+            rows = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
+            v = np.asarray(sp.csr_matrix(values)[rows, history.indices]).ravel()
+            ok = np.isfinite(v) & (v > 0)
+            history.data[ok] = value_weight(v[ok], c.values) / scale
         return least_squares_fold_in(self.item_factors_, history, c.alpha, c.l2)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {**super().get_state(), "value_scale": np.asarray([self.value_scale_], dtype=np.float64)}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
+        # A model saved before iALS weighted its pairs has no scale: its fold-in stays binary.
+        self.value_scale_ = float(state["value_scale"][0]) if "value_scale" in state else None
 
 
 @dataclass
@@ -215,7 +238,7 @@ class BPRScorer(_FactorScorer):
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
-    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+    def _fold_in(self, history: sp.csr_matrix, values: sp.csr_matrix | None) -> np.ndarray:
         # implicit's BPR keeps the item bias in the last factor column, the user's being 1.
         v = self.item_factors_
         u = softmax_fold_in(v[:, :-1], v[:, -1], history, self.config.fold_in_l2)
