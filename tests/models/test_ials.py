@@ -3,9 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
+from metarec.data import Queries
 from metarec.data.dataset import build_dataset
 from metarec.errors import ConfigError
 from metarec.models import make_scorer
@@ -35,8 +37,6 @@ def test_confidence_is_alpha_times_the_weight_over_the_mean_weight():
     w = np.sqrt(r["value"].to_numpy())
     x = np.zeros((data.n_users, data.n_items))
     x[data.user_index(r["user"]), data.item_index(r["item"])] = w / w.mean()
-    import scipy.sparse as sp
-
     expected = _implicit(sp.csr_matrix(x), factors=4, regularization=3.0, alpha=2.5)
     got = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0).fit(data)
     np.testing.assert_allclose(got.user_factors_, expected, rtol=1e-4, atol=1e-5)
@@ -63,10 +63,6 @@ def test_a_new_user_is_folded_in_with_the_same_confidences():
     """The fold-in solves iALS's user step with each history item's confidence alpha * sqrt(r)
     / mean sqrt weight when the query carries ratings (computed here from scratch), and alpha
     for each item when it does not; a model saved before the weighting folds in binary."""
-    import scipy.sparse as sp
-
-    from metarec.data import Queries
-
     data = _data(_rows(2))
     s = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0).fit(data)
     items, ratings = np.array([1, 4, 7]), np.array([5.0, 1.0, 3.0])
