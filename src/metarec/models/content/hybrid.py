@@ -82,8 +82,8 @@ class HybridConfig(ContentConfig):
 class _Components:
     """Everything fit on one interaction matrix: EASE, neighbours, popularity."""
 
-    def __init__(self, vectors: np.ndarray, weighted: sp.csr_matrix, config: HybridConfig) -> None:
-        matrix = _binary(weighted)
+    def __init__(self, vectors: np.ndarray, matrix: sp.csr_matrix, weighted: sp.csr_matrix, config: HybridConfig) -> None:
+        """``matrix``: the binary pairs; ``weighted``: the same pairs as EASE weighs them."""
         counts = np.asarray(matrix.getnnz(axis=0))
         self.seen = counts > 0
         self.seen_idx = np.flatnonzero(self.seen)
@@ -208,9 +208,10 @@ class HybridScorer(ContentScorer):
         train_w, val_warm, val_cold = carve_validation(weighted, c.validation_share, rng)
         self.weights_ = np.ones((2, len(SIGNALS)), dtype=np.float32)
         if val_warm.nnz or val_cold.nnz:
-            comp = _Components(self.item_vectors_, train_w, c)
-            self.weights_ = self._fit_weights(comp, _binary(train_w), _binary(val_warm), _binary(val_cold), rng)
-        self.components_ = _Components(self.item_vectors_, weighted, c)
+            train_m = _binary(train_w)
+            comp = _Components(self.item_vectors_, train_m, train_w, c)
+            self.weights_ = self._fit_weights(comp, train_m, _binary(val_warm), _binary(val_cold), rng)
+        self.components_ = _Components(self.item_vectors_, matrix, weighted, c)
         log.info("hybrid weights %s: warm %s, cold %s", SIGNALS, self.weights_[0].round(3), self.weights_[1].round(3))
 
     def _fit_weights(
