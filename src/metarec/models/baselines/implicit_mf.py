@@ -167,7 +167,7 @@ class IALSScorer(_FactorScorer):
 
         c = self.config
         weighted = value_weighted(data, matrix, c.values)
-        self.value_scale_ = float(weighted.data.mean()) if c.values != "none" and weighted.nnz else 1.0
+        self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         # implicit wants single-threaded BLAS while it runs its own threads.
         with threadpool_limits(1, "blas"):
@@ -184,7 +184,7 @@ class IALSScorer(_FactorScorer):
         history = sp.csr_matrix(history, dtype=np.float64)
         history.data[:] = 1.0  # each item a mean pair, unless its value is known
         scale = getattr(self, "value_scale_", None)
-        if values is not None and scale is not None and c.values != "none" and history.nnz:
+        if values is not None and scale is not None and history.nnz:
             rows = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
             v = np.asarray(sp.csr_matrix(values)[rows, history.indices]).ravel()
             ok = np.isfinite(v) & (v > 0)
