@@ -28,14 +28,18 @@ from metarec.models.base import Queries, Scorer
 VALUE_WEIGHTS = ("none", "sqrt", "log1p")
 
 
+def _check_values(how: str) -> None:
+    if how not in VALUE_WEIGHTS:
+        raise ConfigError(f"values={how!r}: choose from {', '.join(VALUE_WEIGHTS)}")
+
+
 def value_weight(values: np.ndarray, how: str) -> np.ndarray:
     """The weight of positive event ``values`` under ``how`` (``sqrt``, ``log1p``, ``none``: 1).
 
     >>> value_weight(np.array([4.0, 1.0]), "sqrt").tolist()
     [2.0, 1.0]
     """
-    if how not in VALUE_WEIGHTS:
-        raise ConfigError(f"values={how!r}: choose from {', '.join(VALUE_WEIGHTS)}")
+    _check_values(how)
     values = np.asarray(values, dtype=np.float64)
     return {"sqrt": np.sqrt, "log1p": np.log1p}.get(how, np.ones_like)(values)
 
@@ -55,8 +59,7 @@ def value_weighted(data: Dataset, matrix: sp.csr_matrix, how: str) -> sp.csr_mat
     >>> value_weighted(d, d.matrix(), "sqrt").toarray().tolist()
     [[2.0, 1.0], [1.5, 0.0]]
     """
-    if how not in VALUE_WEIGHTS:
-        raise ConfigError(f"values={how!r}: choose from {', '.join(VALUE_WEIGHTS)}")
+    _check_values(how)
     if how == "none":
         return matrix
     df = data.interactions
