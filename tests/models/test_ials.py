@@ -84,3 +84,8 @@ def test_a_new_user_is_folded_in_with_the_same_confidences():
     old = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0)
     old.set_state(state)
     np.testing.assert_allclose(old.score(Queries(np.array([-1]), hist, vals))[0], without, rtol=1e-5)
+    # Saved again, it stays as it was (no scale is made up for it).
+    again = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0)
+    again.set_state(old.get_state())
+    assert "value_scale" not in old.get_state()
+    np.testing.assert_allclose(again.score(Queries(np.array([-1]), hist, vals))[0], without, rtol=1e-5)

@@ -183,7 +183,7 @@ class IALSScorer(_FactorScorer):
         c = self.config
         history = sp.csr_matrix(history, dtype=np.float64)
         history.data[:] = 1.0  # each item a mean pair, unless its value is known
-        scale = getattr(self, "value_scale_", None)
+        scale = self.value_scale_
         if values is not None and scale is not None and history.nnz:
             rows = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
             v = np.asarray(sp.csr_matrix(values)[rows, history.indices]).ravel()
@@ -192,7 +192,10 @@ class IALSScorer(_FactorScorer):
         return least_squares_fold_in(self.item_factors_, history, c.alpha, c.l2)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {**super().get_state(), "value_scale": np.asarray([self.value_scale_], dtype=np.float64)}
+        state = super().get_state()
+        if self.value_scale_ is not None:  # an older model, loaded, is saved as it was
+            state["value_scale"] = np.asarray([self.value_scale_], dtype=np.float64)
+        return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         super().set_state(state)
