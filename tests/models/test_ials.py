@@ -89,3 +89,27 @@ def test_a_new_user_is_folded_in_with_the_same_confidences():
     again.set_state(old.get_state())
     assert "value_scale" not in old.get_state()
     np.testing.assert_allclose(again.score(Queries(np.array([-1]), hist, vals))[0], without, rtol=1e-5)
+
+
+def test_tags_join_the_matrix_as_pseudo_users():
+    """``tags``: a pseudo-user per genre (list values split at commas) with a pair of weight
+    ``tag_weight`` on each item of that genre, stacked under the weighted matrix (built here
+    from scratch); the scorer keeps the real users' factors only."""
+    rows = _rows(3)
+    genres = {f"i{i}": ", ".join(g for g, on in (("Drama", i % 2 == 0), ("War", i % 3 == 0)) if on) for i in range(15)}
+    items = pd.DataFrame({"genres": list(genres.values())}, index=list(genres))
+    data = build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="ratings.csv", items=items)
+    r = pd.DataFrame(rows, columns=["user", "item", "value"])
+    w = np.sqrt(r["value"].to_numpy())
+    x = np.zeros((data.n_users + 2, data.n_items))
+    x[data.user_index(r["user"]), data.item_index(r["item"])] = w / w.mean()
+    for row, genre in ((data.n_users, "Drama"), (data.n_users + 1, "War")):
+        x[row, data.item_index([i for i, g in genres.items() if genre in g])] = 0.5
+    got = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0, tags="genres", tag_weight=0.5).fit(data)
+    expected = _implicit(sp.csr_matrix(x), factors=4, regularization=3.0, alpha=2.5)
+    assert got.user_factors_.shape == (data.n_users, 4)
+    np.testing.assert_allclose(got.user_factors_, expected[: data.n_users], rtol=1e-4, atol=1e-5)
+    plain = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0).fit(data)
+    assert np.abs(got.user_factors_ - plain.user_factors_).max() > 1e-3
+    with pytest.raises(ConfigError, match="ials.tags: the items have no column 'genre' .*genres"):
+        make_scorer("ials", tags="genre").fit(data)

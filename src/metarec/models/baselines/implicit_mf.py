@@ -24,10 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from metarec.data.dataset import Dataset
+from metarec.errors import ConfigError
 from metarec.models.base import Queries, Scorer
 from metarec.models.baselines.ease import value_weight, value_weighted
 
@@ -144,6 +146,11 @@ class IALSConfig:
         ``none`` (binary), as EASE's ``values``; weights are divided by their mean.
         ``l2 = 40``, ``alpha = 4.4`` and ``sqrt`` were chosen together on two development
         splits of MovieLens-100K (see the README): the best ``alpha`` grows with ``l2``.
+    tags: item columns (comma-separated names) whose values join the matrix as pseudo-users,
+        one per distinct value, who have "interacted" with every item holding it (collective
+        factorisation: items sharing a genre or category are drawn together); a value that is
+        a comma-separated list (MovieLens's genres) counts each entry. ``""``: none.
+    tag_weight: the weight of a pseudo-user's pair, against a mean real pair's 1.
     iterations: ALS sweeps.
     seed: random initialisation.
     """
@@ -152,8 +159,35 @@ class IALSConfig:
     l2: float = 40.0
     alpha: float = 4.4
     values: str = "sqrt"
+    tags: str = ""
+    tag_weight: float = 1.0
     iterations: int = 15
     seed: int = 42
+
+
+def tag_matrix(data: Dataset, columns: str) -> sp.csr_matrix:
+    """``(n_tags, n_items)`` binary: a row per distinct value of each item column named in
+    ``columns``, with a 1 for each item holding it; list values (``"Action, Thriller"``) are
+    split at commas.
+
+    >>> import pandas as pd
+    >>> from metarec.data.dataset import build_dataset
+    >>> raw = pd.DataFrame({"user": [1, 1], "item": ["a", "b"]})
+    >>> items = pd.DataFrame({"genres": ["Drama, War", "War"]}, index=["a", "b"])
+    >>> tag_matrix(build_dataset(raw, source="toy.csv", items=items), "genres").toarray().tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    blocks = []
+    for name in (c.strip() for c in columns.split(",") if c.strip()):
+        if name not in data.items.columns:
+            have = ", ".join(map(str, data.items.columns)) or "none"
+            raise ConfigError(f"ials.tags: the items have no column {name!r} (they have: {have})")
+        values = data.items[name].reset_index(drop=True).astype("string").str.split(",").explode().str.strip()
+        values = values[values.notna() & (values != "")]
+        codes, uniq = pd.factorize(values, sort=True)
+        blocks.append(sp.csr_matrix((np.ones(len(codes)), (codes, values.index.to_numpy())),
+                                    shape=(len(uniq), data.n_items)))  # fmt: skip
+    return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, data.n_items))
 
 
 class IALSScorer(_FactorScorer):
@@ -169,6 +203,8 @@ class IALSScorer(_FactorScorer):
         weighted = value_weighted(data, matrix, c.values)
         self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
+        if c.tags:
+            weighted = sp.vstack([weighted, tag_matrix(data, c.tags) * c.tag_weight]).tocsr()
         # implicit wants single-threaded BLAS while it runs its own threads.
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
@@ -176,7 +212,7 @@ class IALSScorer(_FactorScorer):
                 random_state=c.seed, num_threads=0,
             )  # fmt: skip
             model.fit(weighted.astype(np.float32), show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.user_factors_ = np.asarray(model.user_factors[: matrix.shape[0]], dtype=np.float32)  # no pseudo-users
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
     def _fold_in(self, history: sp.csr_matrix, values: sp.csr_matrix | None) -> np.ndarray:
