@@ -42,6 +42,7 @@ def test_movielens_100k(ml100k):
     assert d.users["gender"].tolist() == ["M", "F"]
     assert d.reports[0].to_dict()["dropped"] == {"value out of range": {"count": 1, "example_rows": [4]}}
     assert d.item_text()[0] == "Toy Story (1995). Animation, Children's, Comedy"
+    assert d.tag_fields == ("genres",)  # lists of genres: iALS's tags by default
 
 
 def test_movielens_latest_csv_with_tags(tmp_path):
@@ -51,6 +52,7 @@ def test_movielens_latest_csv_with_tags(tmp_path):
     d = load_dataset(tmp_path, "movielens")
     assert d.n_interactions == 3 and d.items.loc[0, "genres"] == "Action, Crime"
     assert d.items.loc[0, "tags"] == "heist, Pacino" and "tags" in d.text_fields
+    assert d.tag_fields == ("genres",)  # users' free tags are text, not a small vocabulary
 
 
 def test_movielens_1m_dat(tmp_path):

@@ -109,7 +109,14 @@ def test_tags_join_the_matrix_as_pseudo_users():
     expected = _implicit(sp.csr_matrix(x), factors=4, regularization=3.0, alpha=2.5)
     assert got.user_factors_.shape == (data.n_users, 4)
     np.testing.assert_allclose(got.user_factors_, expected[: data.n_users], rtol=1e-4, atol=1e-5)
-    plain = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0).fit(data)
+    plain = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0).fit(data)  # "auto": none declared
     assert np.abs(got.user_factors_ - plain.user_factors_).max() > 1e-3
+    np.testing.assert_array_equal(
+        plain.user_factors_, make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0, tags="").fit(data).user_factors_)
+    # "auto" takes the columns the data declares as tags.
+    declared = build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="ratings.csv", items=items,
+                             tag_fields=("genres",))  # fmt: skip
+    auto = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0, tag_weight=0.5).fit(declared)
+    np.testing.assert_allclose(auto.user_factors_, got.user_factors_, rtol=1e-6)
     with pytest.raises(ConfigError, match="ials.tags: the items have no column 'genre' .*genres"):
         make_scorer("ials", tags="genre").fit(data)

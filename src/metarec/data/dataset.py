@@ -40,6 +40,8 @@ class Dataset:
         users: one row per user: demographic or profile attributes.
         name: a short name for reports.
         text_fields: the item columns that hold free text (titles, descriptions).
+        tag_fields: the item columns whose values are lists of tags from a small vocabulary,
+            comma-separated (MovieLens's genres): ``ials`` draws items sharing a tag together.
         timestamp_kind: ``"unix"`` seconds, ``"order"`` (sequence positions) or ``"none"``.
         reports: what cleaning dropped, one report per source file.
     """
@@ -51,6 +53,7 @@ class Dataset:
     users: pd.DataFrame
     name: str = "data"
     text_fields: tuple[str, ...] = ()
+    tag_fields: tuple[str, ...] = ()
     timestamp_kind: str = "unix"
     reports: tuple[CleaningReport, ...] = field(default_factory=tuple)
 
@@ -146,6 +149,7 @@ class Dataset:
             + (f" [{ts.min():.0f} .. {ts.max():.0f}]" if self.has_time and len(ts) else ""),
             "item fields": list(self.items.columns),
             "text fields": list(self.text_fields),
+            "tag fields": list(self.tag_fields),
             "user fields": list(self.users.columns),
         }
 
@@ -188,6 +192,7 @@ def build_dataset(
     users: pd.DataFrame | None = None,
     name: str = "data",
     text_fields: Sequence[str] = (),
+    tag_fields: Sequence[str] = (),
     default_event: str = "interaction",
     value_range: tuple[float, float] | None = None,
     strict_ids: bool = True,
@@ -242,6 +247,7 @@ def build_dataset(
         users=_attribute_table(users, user_vocab, "users"),
         name=name,
         text_fields=tuple(text_fields),
+        tag_fields=tuple(tag_fields),
         timestamp_kind=timestamp_kind,
         reports=(*extra_reports, report),
     )

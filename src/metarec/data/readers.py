@@ -164,7 +164,7 @@ def read_movielens_100k(path: str | os.PathLike, **options: Any) -> Dataset:
         )
     return build_dataset(
         data, source=str(root / "u.data"), items=items, users=users,
-        name=options.get("name") or root.name, text_fields=("title", "genres"),
+        name=options.get("name") or root.name, text_fields=("title", "genres"), tag_fields=("genres",),
         default_event="rating", value_range=(1, 5), min_core=options.get("min_core"),
     )  # fmt: skip
 
@@ -220,8 +220,8 @@ def read_movielens(path: str | os.PathLike, **options: Any) -> Dataset:
         raise DataError(f"{root}: no ratings.csv or ratings.dat (format 'movielens')")
     return build_dataset(
         data, source=str(source), items=items, users=users,
-        name=options.get("name") or root.name, text_fields=text, default_event="rating",
-        value_range=(0.5, 5), min_core=options.get("min_core"),
+        name=options.get("name") or root.name, text_fields=text, tag_fields=("genres",) if items is not None else (),
+        default_event="rating", value_range=(0.5, 5), min_core=options.get("min_core"),
     )  # fmt: skip
 
 
