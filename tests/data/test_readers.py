@@ -43,6 +43,8 @@ def test_movielens_100k(ml100k):
     assert d.reports[0].to_dict()["dropped"] == {"value out of range": {"count": 1, "example_rows": [4]}}
     assert d.item_text()[0] == "Toy Story (1995). Animation, Children's, Comedy"
     assert d.tag_fields == ("genres",)  # lists of genres: iALS's tags by default
+    (ml100k / "u.item").unlink()  # ratings alone: no genres to declare
+    assert load_dataset(ml100k, "movielens-100k").tag_fields == ()
 
 
 def test_movielens_latest_csv_with_tags(tmp_path):

@@ -164,7 +164,8 @@ def read_movielens_100k(path: str | os.PathLike, **options: Any) -> Dataset:
         )
     return build_dataset(
         data, source=str(root / "u.data"), items=items, users=users,
-        name=options.get("name") or root.name, text_fields=("title", "genres"), tag_fields=("genres",),
+        name=options.get("name") or root.name, text_fields=("title", "genres"),
+        tag_fields=("genres",) if items is not None else (),
         default_event="rating", value_range=(1, 5), min_core=options.get("min_core"),
     )  # fmt: skip
 
