@@ -120,3 +120,5 @@ def test_tags_join_the_matrix_as_pseudo_users():
     np.testing.assert_allclose(auto.user_factors_, got.user_factors_, rtol=1e-6)
     with pytest.raises(ConfigError, match="ials.tags: the items have no column 'genre' .*genres"):
         make_scorer("ials", tags="genre").fit(data)
+    with pytest.raises(ConfigError, match="tag_weight must be positive, not -1.0"):
+        make_scorer("ials", tags="genres", tag_weight=-1.0).fit(data)

@@ -176,7 +176,7 @@ def tag_matrix(data: Dataset, columns: str) -> sp.csr_matrix:
     >>> import pandas as pd
     >>> from metarec.data.dataset import build_dataset
     >>> raw = pd.DataFrame({"user": [1, 1], "item": ["a", "b"]})
-    >>> items = pd.DataFrame({"genres": ["Drama, War", "War"]}, index=["a", "b"])
+    >>> items = pd.DataFrame({"genres": ["Drama, War", "War, War"]}, index=["a", "b"])
     >>> tag_matrix(build_dataset(raw, source="toy.csv", items=items), "genres").toarray().tolist()
     [[1.0, 0.0], [1.0, 1.0]]
     """
@@ -187,8 +187,9 @@ def tag_matrix(data: Dataset, columns: str) -> sp.csr_matrix:
             raise ConfigError(f"ials.tags: the items have no column {name!r} (they have: {have})")
         values = data.items[name].reset_index(drop=True).astype("string").str.split(",").explode().str.strip()
         values = values[values.notna() & (values != "")]
-        codes, uniq = pd.factorize(values, sort=True)
-        blocks.append(sp.csr_matrix((np.ones(len(codes)), (codes, values.index.to_numpy())),
+        pairs = pd.DataFrame({"item": values.index, "tag": values.to_numpy()}).drop_duplicates()  # once per item
+        codes, uniq = pd.factorize(pairs["tag"], sort=True)
+        blocks.append(sp.csr_matrix((np.ones(len(codes)), (codes, pairs["item"].to_numpy())),
                                     shape=(len(uniq), data.n_items)))  # fmt: skip
     return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, data.n_items))
 
@@ -207,6 +208,8 @@ class IALSScorer(_FactorScorer):
         self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         tags = ",".join(data.tag_fields) if c.tags == "auto" else c.tags
+        if tags and not c.tag_weight > 0:
+            raise ConfigError(f"ials: tag_weight must be positive, not {c.tag_weight!r}")
         if tags:
             weighted = sp.vstack([weighted, tag_matrix(data, tags) * c.tag_weight]).tocsr()
         # implicit wants single-threaded BLAS while it runs its own threads.
