@@ -78,3 +78,24 @@ def test_the_hybrid_collaborative_signal_is_ease_on_the_same_weighted_pairs():
     assert got["sqrt"] != pytest.approx(got["none"], abs=1e-3)
     with pytest.raises(ConfigError, match="values='squared'"):
         make_scorer("hybrid", encoder="hashing-32", values="squared").fit(data)
+
+
+def test_tags_join_the_gram_matrix_as_pseudo_users():
+    """``tags``: EASE on the weighted pairs with a pseudo-user per genre below them, each of
+    its pairs weighing ``tag_weight`` times the mean pair (built here from scratch)."""
+    import scipy.sparse as sp
+
+    from metarec.models.baselines.ease import ease_weights
+
+    rows = [(f"u{u}", i, 3.0 + (u % 3)) for u in range(8) for i in ("a", "b", "c", "d") if (u + ord(i)) % 3]
+    items = pd.DataFrame({"genres": ["War", "Drama, War", "Drama", ""]}, index=["a", "b", "c", "d"])
+    data = build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="r.csv", items=items)
+    w = value_weighted(data, data.matrix(), "sqrt")
+    tags = np.zeros((2, 4))  # Drama, War
+    tags[0, data.item_index(["b", "c"])] = tags[1, data.item_index(["a", "b"])] = 1.5 * w.data.mean()
+    expected = ease_weights(sp.vstack([w, sp.csr_matrix(tags)]).tocsr(), 2.0)
+    got = make_scorer("ease", l2=2.0, tags="genres", tag_weight=1.5).fit(data)
+    np.testing.assert_allclose(got.weights_, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(got.weights_ - make_scorer("ease", l2=2.0).fit(data).weights_).max() > 1e-3
+    with pytest.raises(ConfigError, match="ease: tag_weight must be positive"):
+        make_scorer("ease", tags="genres", tag_weight=0.0).fit(data)

@@ -24,14 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from metarec.data.dataset import Dataset
-from metarec.errors import ConfigError
 from metarec.models.base import Queries, Scorer
-from metarec.models.baselines.ease import value_weight, value_weighted
+from metarec.models.baselines.ease import value_weight, value_weighted, with_tags
 
 
 def least_squares_fold_in(
@@ -168,32 +166,6 @@ class IALSConfig:
     seed: int = 42
 
 
-def tag_matrix(data: Dataset, columns: str) -> sp.csr_matrix:
-    """``(n_tags, n_items)`` binary: a row per distinct value of each item column named in
-    ``columns``, with a 1 for each item holding it; list values (``"Action, Thriller"``) are
-    split at commas.
-
-    >>> import pandas as pd
-    >>> from metarec.data.dataset import build_dataset
-    >>> raw = pd.DataFrame({"user": [1, 1], "item": ["a", "b"]})
-    >>> items = pd.DataFrame({"genres": ["Drama, War", "War, War"]}, index=["a", "b"])
-    >>> tag_matrix(build_dataset(raw, source="toy.csv", items=items), "genres").toarray().tolist()
-    [[1.0, 0.0], [1.0, 1.0]]
-    """
-    blocks = []
-    for name in (c.strip() for c in columns.split(",") if c.strip()):
-        if name not in data.items.columns:
-            have = ", ".join(map(str, data.items.columns)) or "none"
-            raise ConfigError(f"ials.tags: the items have no column {name!r} (they have: {have})")
-        values = data.items[name].reset_index(drop=True).astype("string").str.split(",").explode().str.strip()
-        values = values[values.notna() & (values != "")]
-        pairs = pd.DataFrame({"item": values.index, "tag": values.to_numpy()}).drop_duplicates()  # once per item
-        codes, uniq = pd.factorize(pairs["tag"], sort=True)
-        blocks.append(sp.csr_matrix((np.ones(len(codes)), (codes, pairs["item"].to_numpy())),
-                                    shape=(len(uniq), data.n_items)))  # fmt: skip
-    return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, data.n_items))
-
-
 class IALSScorer(_FactorScorer):
     """Implicit ALS (``implicit.als``)."""
 
@@ -207,11 +179,7 @@ class IALSScorer(_FactorScorer):
         weighted = value_weighted(data, matrix, c.values)
         self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
-        tags = ",".join(data.tag_fields) if c.tags == "auto" else c.tags
-        if tags and not c.tag_weight > 0:
-            raise ConfigError(f"ials: tag_weight must be positive, not {c.tag_weight!r}")
-        if tags:
-            weighted = sp.vstack([weighted, tag_matrix(data, tags) * c.tag_weight]).tocsr()
+        weighted = with_tags(data, weighted, c.tags, c.tag_weight, self.name)
         # implicit wants single-threaded BLAS while it runs its own threads.
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
