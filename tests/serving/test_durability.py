@@ -6,10 +6,12 @@ import signal
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 httpx = pytest.importorskip("httpx")
 
+from metarec.data.dataset import build_dataset  # noqa: E402
 from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
 from metarec.models import make_scorer  # noqa: E402
 from metarec.models.io import save_model  # noqa: E402
@@ -122,3 +124,20 @@ def test_hot_swap_under_load_fails_no_request(model_dir, tmp_path):
         proc.kill()
         proc.wait(timeout=10)
     assert len(statuses) > 50 and set(statuses) == {200}
+
+
+def test_retraining_data_keeps_the_tag_fields(tmp_path):
+    """The model directory records the data's tag fields, so iALS retrained from the store
+    draws items sharing a genre together as the first fit did."""
+    from metarec.serving.retrain import dataset_from_store
+
+    rows = [(f"u{u}", f"m{i}", 4.0) for u in range(12) for i in range(6) if (u + i) % 3]
+    items = pd.DataFrame({"title": [f"film {i}" for i in range(6)], "genres": ["War, Drama", "War", "Drama"] * 2},
+                         index=[f"m{i}" for i in range(6)])  # fmt: skip
+    data = build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="r.csv", items=items,
+                         text_fields=("title",), tag_fields=("genres",))  # fmt: skip
+    path = tmp_path / "ials"
+    save_model(make_scorer("ials", factors=4, iterations=2).fit(data), data, path)
+    again = dataset_from_store(f"sqlite:///{tmp_path / 'events.db'}", path)
+    assert again.tag_fields == ("genres",)
+    assert again.items.loc[again.item_index(["m0"])[0], "genres"] == "War, Drama"

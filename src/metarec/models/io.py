@@ -68,6 +68,7 @@ def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: di
             "n_items": data.n_items,
             "event_types": data.event_types,
             "text_fields": list(data.text_fields),
+            "tag_fields": list(data.tag_fields),
             "timestamp_kind": data.timestamp_kind,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **(extra or {}),

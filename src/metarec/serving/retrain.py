@@ -48,7 +48,8 @@ def dataset_from_store(store_url: str, model_dir: str | Path) -> Dataset:
         items.loc[it.item_id] = pd.Series(row)
     return build_dataset(
         raw, source=f"{store_url} + {model_dir}", items=items, name=model.config.get("dataset", "store"),
-        text_fields=text_fields, strict_ids=True,
+        text_fields=text_fields, tag_fields=[f for f in model.config.get("tag_fields") or [] if f in items.columns],
+        strict_ids=True,
     )  # fmt: skip
 
 
