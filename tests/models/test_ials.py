@@ -118,7 +118,7 @@ def test_tags_join_the_matrix_as_pseudo_users():
                              tag_fields=("genres",))  # fmt: skip
     auto = make_scorer("ials", factors=4, l2=3.0, alpha=2.5, iterations=4, seed=0, tag_weight=0.5).fit(declared)
     np.testing.assert_allclose(auto.user_factors_, got.user_factors_, rtol=1e-6)
-    with pytest.raises(ConfigError, match="tags: the items have no column 'genre' .*genres"):
+    with pytest.raises(ConfigError, match="ials.tags: the items have no column 'genre' .*genres"):
         make_scorer("ials", tags="genre").fit(data)
     with pytest.raises(ConfigError, match="ials: tag_weight must be positive, not -1.0"):
         make_scorer("ials", tags="genres", tag_weight=-1.0).fit(data)

@@ -41,7 +41,8 @@ class Dataset:
         name: a short name for reports.
         text_fields: the item columns that hold free text (titles, descriptions).
         tag_fields: the item columns whose values are lists of tags from a small vocabulary,
-            comma-separated (MovieLens's genres): ``ials`` draws items sharing a tag together.
+            comma-separated (MovieLens's genres): ``ials`` (and ``ease`` with ``tags=auto``)
+            draws items sharing a tag together.
         timestamp_kind: ``"unix"`` seconds, ``"order"`` (sequence positions) or ``"none"``.
         reports: what cleaning dropped, one report per source file.
     """

@@ -79,10 +79,10 @@ def value_weighted(data: Dataset, matrix: sp.csr_matrix, how: str) -> sp.csr_mat
     return out
 
 
-def tag_matrix(data: Dataset, columns: str) -> sp.csr_matrix:
+def tag_matrix(data: Dataset, columns: str, model: str = "") -> sp.csr_matrix:
     """``(n_tags, n_items)`` binary: a row per distinct value of each item column named in
     ``columns``, with a 1 for each item holding it; list values (``"Action, Thriller"``) are
-    split at commas.
+    split at commas. ``model`` names the parameter in errors (``ials.tags``).
 
     >>> from metarec.data.dataset import build_dataset
     >>> raw = pd.DataFrame({"user": [1, 1], "item": ["a", "b"]})
@@ -94,7 +94,7 @@ def tag_matrix(data: Dataset, columns: str) -> sp.csr_matrix:
     for name in (c.strip() for c in columns.split(",") if c.strip()):
         if name not in data.items.columns:
             have = ", ".join(map(str, data.items.columns)) or "none"
-            raise ConfigError(f"tags: the items have no column {name!r} (they have: {have})")
+            raise ConfigError(f"{model + '.' if model else ''}tags: the items have no column {name!r} (they have: {have})")
         values = data.items[name].reset_index(drop=True).astype("string").str.split(",").explode().str.strip()
         values = values[values.notna() & (values != "")]
         pairs = pd.DataFrame({"item": values.index, "tag": values.to_numpy()}).drop_duplicates()  # once per item
@@ -115,7 +115,7 @@ def with_tags(data: Dataset, matrix: sp.csr_matrix, tags: str, weight: float, mo
     if not weight > 0:
         raise ConfigError(f"{model}: tag_weight must be positive, not {weight!r}")
     mean = float(matrix.data.mean()) if matrix.nnz else 1.0
-    return sp.vstack([matrix, tag_matrix(data, columns) * (weight * mean)]).tocsr()
+    return sp.vstack([matrix, tag_matrix(data, columns, model) * (weight * mean)]).tocsr()
 
 
 def ease_weights(matrix: sp.csr_matrix, l2: float) -> np.ndarray:
