@@ -102,7 +102,8 @@ def test_save_and_load_give_the_same_scores(name, fitted, world, tmp_path):
     s = fitted[name]
     save_model(s, world, tmp_path / name)
     loaded = load_model(tmp_path / name)
-    q = Queries([0, 7, -1], world.matrix()[[0, 7, 9]])
+    # the last row: a user with no id and no history (served by multitask's new-user network)
+    q = Queries([0, 7, -1, -1], sp.vstack([world.matrix()[[0, 7, 9]], sp.csr_matrix((1, world.n_items))]))
     np.testing.assert_allclose(loaded.scorer.score(q), s.score(q), rtol=1e-5, equal_nan=True)
     assert loaded.config["model"] == name and list(loaded.item_ids) == list(world.item_ids)
     u = str(world.user_ids[7])

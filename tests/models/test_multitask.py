@@ -237,7 +237,7 @@ def test_time_validation_treats_users_who_arrive_after_the_cut_as_new(shop, monk
         return predict(self, net, users, items, drop, history, chunk)
 
     monkeypatch.setattr(MultiTaskScorer, "_predict_net", spy)
-    s = make_scorer("multitask", validation_order="time", **FAST).fit(data)
+    s = make_scorer("multitask", validation_order="time", new_user_net=False, **FAST).fit(data)  # the first network's
     monkeypatch.undo()
     late_users = np.flatnonzero(np.char.startswith(data.user_ids.astype(str), "late"))
     labels = s._labels(data)
@@ -286,6 +286,50 @@ def test_user_validation_holds_out_whole_users_as_new_ones(shop, monkeypatch):
         assert other["pv"][0] == pytest.approx(float(s._outputs(net, u, item)["pv"][0]), rel=1e-5)
         u_anon = net.users(torch.tensor([-1]), History.build(shop.matrix()[known_user], drop=item))
         assert other["pv"][0] != pytest.approx(float(s._outputs(net, u_anon, item)["pv"][0]), rel=1e-5)
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_new_users_are_served_by_a_network_validated_on_new_users(shop, tmp_path):
+    """``new_user_net`` (default): the first network is the one-network model's, the second is
+    the ``validation_order=users`` model's, bit for bit; a user with no trained id and no
+    history gets the second's predictions and scores, everyone else the first's."""
+    from metarec.models.io import load_model, save_model
+
+    both = make_scorer("multitask", **FAST).fit(shop)
+    one = make_scorer("multitask", new_user_net=False, **FAST).fit(shop)
+    users = make_scorer("multitask", new_user_net=False, validation_order="users", **FAST).fit(shop)
+    assert len(both.new_user_nets_) == 1 and not one.new_user_nets_
+    assert _same_weights(both.nets_[0], one.nets_[0]) and _same_weights(both.new_user_nets_[0], users.nets_[0])
+    assert not _same_weights(both.nets_[0], both.new_user_nets_[0])
+    assert both.new_user_training_[0].best_epoch == users.training_[0].best_epoch
+    # Rows: a known user, a user with no id but a history, a user with no id and no history.
+    hist = sp.vstack([shop.matrix()[[0, 5]], sp.csr_matrix((1, shop.n_items))]).tocsr()
+    q = Queries([0, -1, -1], hist)
+    rows, items = np.array([0, 1, 2, 2]), np.array([3, 3, 3, 30])
+    got, first, second = (m.predict_tasks(q, rows, items) for m in (both, one, users))
+    for task in ("pv", "buy"):
+        np.testing.assert_array_equal(got[task][:2], first[task][:2])
+        np.testing.assert_array_equal(got[task][2:], second[task][2:])
+        assert not np.allclose(got[task][2:], first[task][2:])
+    scores = both.score(q)
+    np.testing.assert_array_equal(scores[:2], one.score(q[np.array([0, 1])]))
+    np.testing.assert_array_equal(scores[2:], users.score(q[np.array([2])]))
+    # Saved and loaded: both networks come back; a model saved without one loads with none.
+    save_model(both, shop, tmp_path / "both")
+    save_model(one, shop, tmp_path / "one")
+    np.testing.assert_allclose(load_model(tmp_path / "both").scorer.score(q), scores, rtol=1e-6)
+    assert not load_model(tmp_path / "one").scorer.new_user_nets_
+    # With validation_order=users the one network is that network already: no second one.
+    assert not make_scorer("multitask", validation_order="users", **FAST).fit(shop).new_user_nets_
+
+
+def test_singletask_has_a_new_user_network_per_task(shop):
+    s = make_scorer("singletask", **FAST).fit(shop)
+    assert [n.tasks for n in s.new_user_nets_] == [n.tasks for n in s.nets_] and len(s.nets_) == 2
 
 
 def test_shared_bottom_and_mmoe_both_train(shop):

@@ -66,6 +66,7 @@ class MetaConfig(MultiTaskConfig):
     """
 
     weight_decay: float = 0.0  # (the meta models were tuned and measured without it)
+    new_user_net: bool = False  # a user with no history has nothing to adapt to; one network
     inner_steps: int = 3
     inner_lr: float = 0.1
     max_adapt: int = 50

@@ -15,7 +15,10 @@ or with ``validation_order=users`` all pairs of a seeded share of the users, who
 validated as new users (no id, no history), so that the epoch kept is the one that serves
 people who arrive after training best. With either, histories in training and validation
 hold the training pairs only (what is validated comes later); the fitted model serves with
-all of them.
+all of them. With ``new_user_net`` (default) a second network is trained the ``users`` way
+and serves the users the first one knows nothing about (no trained id, no history), so that
+known users are served by the epoch that predicts them best and new users by the epoch that
+predicts new users best.
 Training runs in :func:`metarec.training.train`, the project's one loop.
 
 Task losses are combined with fixed weights, learned uncertainty weights (Kendall, Gal &
@@ -77,6 +80,11 @@ class MultiTaskConfig(ContentConfig):
         (the latest share, by each pair's first event, random where there are no timestamps;
         users with no earlier pair are validated as new users) or ``users`` (a share of the
         users, validated as new users; their ids stay untrained).
+    new_user_net: also train a second network (twice the training time) with
+        ``validation_order=users`` that serves users with no trained id and no history; the
+        first network serves everyone else. Nothing changes where ``validation_order`` is
+        ``users`` already (the one network is that network) or ``validation`` holds out no
+        user (nothing to stop it on).
     average, ema_decay: weight averaging in the shared loop, ``none``, ``ema`` or ``swa``
         (:class:`metarec.training.TrainConfig`).
     full_rank, rerank: catalogues above ``full_rank`` items are cut to ``rerank`` per user.
@@ -108,6 +116,7 @@ class MultiTaskConfig(ContentConfig):
     patience: int = 2
     validation: float = 0.1
     validation_order: str = "random"
+    new_user_net: bool = True
     average: str = "none"
     ema_decay: float = 0.99
     full_rank: int = 5000
@@ -269,12 +278,20 @@ class MultiTaskScorer(ContentScorer):
         self.rating_mean_ = float(np.nanmean(labels["values"][:, [t.kind == "regression" for t in self.tasks_]])) \
             if any(t.kind == "regression" for t in self.tasks_) else 0.0  # fmt: skip
         self.groups_ = [[t] for t in self.tasks_] if self.per_task else [list(self.tasks_)]
-        self.nets_ = []
-        self.training_ = []
+        self.nets_, self.training_ = [], []
         for group in self.groups_:
             net, result = self._train_group(group, labels, val, held)
             self.nets_.append(net)
             self.training_.append(result)
+        self.new_user_nets_, self.new_user_training_ = [], []
+        if self.config.new_user_net and self.config.validation_order != "users":
+            val, held = self._validation_pairs(labels, "users")
+            if len(held):
+                self.history_ = pair_matrix(labels["user"][~val], labels["item"][~val], *matrix.shape)
+                for group in self.groups_:
+                    net, result = self._train_group(group, labels, val, held)
+                    self.new_user_nets_.append(net)
+                    self.new_user_training_.append(result)
         self.history_ = served
         self._trained(data, labels)
 
@@ -284,8 +301,9 @@ class MultiTaskScorer(ContentScorer):
         if self.config.metaemb:
             from metarec.models.neural.metaemb import train_generator
 
+            groups = self.groups_ * (len(self._all_nets()) // len(self.groups_))
             self.metaemb_ = [train_generator(self, net, labels, [self.tasks_.index(t) for t in group])
-                             for net, group in zip(self.nets_, self.groups_, strict=True)]  # fmt: skip
+                             for net, group in zip(self._all_nets(), groups, strict=True)]  # fmt: skip
 
     def _check_config(self) -> None:
         c = self.config
@@ -326,23 +344,25 @@ class MultiTaskScorer(ContentScorer):
                 # Clock times order pairs across users; sequence positions (``order``) do not.
                 "time": pairs["timestamp"].to_numpy(np.float64) if data.timestamp_kind == "unix" else None}  # fmt: skip
 
-    def _validation_pairs(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Which training pairs are held out for early stopping (``validation``,
-        ``validation_order``), and the users validated as new ones (every pair held out)."""
+    def _validation_pairs(self, labels: dict[str, np.ndarray], order: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Which training pairs are held out for early stopping (``validation``, and
+        ``order``, by default ``validation_order``), and the users validated as new ones
+        (every pair held out)."""
         c = self.config
+        order = order or c.validation_order
         n = len(labels["user"])
         t = labels["time"]
         none = np.zeros(0, dtype=np.int64)
-        if c.validation_order == "users":
+        if order == "users":
             users = np.unique(labels["user"])
             rng = np.random.default_rng(c.seed)
             held = np.sort(rng.choice(users, int(round(len(users) * c.validation)), replace=False))
             return np.isin(labels["user"], held), held
-        if c.validation_order == "time" and t is not None and np.isfinite(t).all() and np.ptp(t) > 0:
+        if order == "time" and t is not None and np.isfinite(t).all() and np.ptp(t) > 0:
             # The latest share; ties broken at random so that a burst of equal times splits evenly.
-            order = np.lexsort((np.random.default_rng(c.seed).random(n), t))
+            latest = np.lexsort((np.random.default_rng(c.seed).random(n), t))
             val = np.zeros(n, dtype=bool)
-            val[order[n - int(round(n * c.validation)) :]] = True
+            val[latest[n - int(round(n * c.validation)) :]] = True
             # Users who arrive after the cut are new ones, as after a temporal split.
             return val, np.setdiff1d(np.unique(labels["user"][val]), labels["user"][~val])
         return np.random.default_rng(c.seed).random(n) < c.validation, none
@@ -501,7 +521,26 @@ class MultiTaskScorer(ContentScorer):
         out: dict[str, np.ndarray] = {}
         for net in self.nets_:
             out.update(self._predict_net(net, queries.users[rows], items, items, history=(queries.history, rows)))
+        new = self._new_rows(queries)[rows]
+        if new.any():
+            r, i = rows[new], items[new]
+            for net in self.new_user_nets_:
+                for name, val in self._predict_net(net, queries.users[r], i, i, history=(queries.history, r)).items():
+                    out[name][new] = val
         return out
+
+    def _new_rows(self, queries: Queries) -> np.ndarray:
+        """Which queries the new-user networks serve (``new_user_net``): users with no
+        trained id and no history."""
+        if not getattr(self, "new_user_nets_", None):
+            return np.zeros(len(queries), dtype=bool)
+        u = queries.users
+        known = (u >= 0) & self.known_users_[np.clip(u, 0, len(self.known_users_) - 1)]
+        return ~known & (np.diff(queries.history.indptr) == 0)
+
+    def _all_nets(self) -> list:
+        """Every network the model serves with (the new-user ones too)."""
+        return [*self.nets_, *getattr(self, "new_user_nets_", [])]
 
     @property
     def tasks(self) -> list[Task]:
@@ -518,21 +557,32 @@ class MultiTaskScorer(ContentScorer):
         return net.users(torch.from_numpy(queries.users), History.build(queries.history))
 
     def _score(self, queries: Queries) -> np.ndarray:
+        new = self._new_rows(queries)
+        if not new.any():
+            return self._score_with(self.nets_, queries)
+        scores = np.zeros((len(queries), self.n_items_), dtype=np.float32)
+        if not new.all():
+            scores[~new] = self._score_with(self.nets_, queries[~new])
+        scores[new] = self._score_with(self.new_user_nets_, queries[new])
+        return scores
+
+    def _score_with(self, nets: list, queries: Queries) -> np.ndarray:
+        """The business score of ``nets`` (one per task group) for every item."""
         import torch
 
         n_users, n_items = len(queries), self.n_items_
         scores = np.zeros((n_users, n_items), dtype=np.float32)
         cut = n_items > self.config.full_rank
         with torch.no_grad():
-            vectors = [self._user_vectors(net, queries).detach() for net in self.nets_]
+            vectors = [self._user_vectors(net, queries).detach() for net in nets]
             cand = None
             if cut:
                 # Retrieval: the first network's <u, v> + b picks `rerank` items per user.
-                v, b = self.nets_[0].all_items()
-                r = self.nets_[0].retrieval(vectors[0], v, b)
+                v, b = nets[0].all_items()
+                r = nets[0].retrieval(vectors[0], v, b)
                 cand = torch.topk(r, min(self.config.rerank, n_items), dim=1).indices  # (B, k)
                 scores[:] = (torch.sigmoid(r) - 10.0).numpy()  # below every reranked item
-            for net, u in zip(self.nets_, vectors, strict=True):
+            for net, u in zip(nets, vectors, strict=True):
                 v, _ = net.all_items()
                 kinds = {t.name: t.kind for t in net.tasks}
                 wanted = [n for n in kinds if self.rank_by_.get(n, 0.0)]
@@ -567,7 +617,7 @@ class MultiTaskScorer(ContentScorer):
     @property
     def can_warm_up(self) -> bool:
         """Whether :meth:`warm_up` does anything: MetaEmb generators are trained."""
-        return bool(self.config.metaemb) and all(bool(net.generator_on) for net in self.nets_)
+        return bool(self.config.metaemb) and all(bool(net.generator_on) for net in self._all_nets())
 
     def warm_up(self, item: int, queries: Queries) -> bool:
         """MetaEmb's warm-up for a never-trained ``item``: its id embedding becomes the
@@ -588,7 +638,7 @@ class MultiTaskScorer(ContentScorer):
         known = np.flatnonzero(self.known_users_)
         neg = known[rng.integers(0, len(known), len(queries) * c.negatives)]
         implied = set(interaction_tasks(self.tasks_, self.event_types_))
-        for net in self.nets_:
+        for net in self._all_nets():
             net.eval()
             pos_row = [1.0 if t.name in implied else np.nan for t in net.tasks]
             labels = np.vstack([np.tile(pos_row, (len(queries), 1)), self._negative_labels(net.tasks, len(neg))])
@@ -612,13 +662,13 @@ class MultiTaskScorer(ContentScorer):
         self.history_ = sp.csr_matrix(
             (self.history_.data, self.history_.indices, self.history_.indptr), shape=(self.history_.shape[0], self.n_items_)
         )
-        for net in self.nets_:
+        for net in self._all_nets():
             net.extend_items(n, self.item_vectors_[-n:], self.item_attrs_)
 
     def _updated_items(self, indices: np.ndarray, texts: list[str] | None = None) -> None:
         import torch
 
-        for net in self.nets_:
+        for net in self._all_nets():
             if net.content.shape[1]:
                 net.content[torch.from_numpy(indices)] = torch.from_numpy(self.item_vectors_[indices])
                 net.fill_generated(torch.from_numpy(np.asarray(indices, dtype=np.int64)))  # new text, new start
@@ -636,10 +686,11 @@ class MultiTaskScorer(ContentScorer):
         state["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy()
         h = self.history_
         state.update(hist_data=h.data, hist_indices=h.indices, hist_indptr=h.indptr)
-        for g, net in enumerate(self.nets_):
-            for k, v in net.state_dict().items():
-                if k not in ("content", "user_attrs.codes", "user_attrs.numbers", "item_attrs.codes", "item_attrs.numbers"):
-                    state[f"net{g}.{k}"] = v.detach().cpu().numpy()
+        for prefix, nets in (("net", self.nets_), ("newnet", getattr(self, "new_user_nets_", []))):
+            for g, net in enumerate(nets):
+                for k, v in net.state_dict().items():
+                    if k not in ("content", "user_attrs.codes", "user_attrs.numbers", "item_attrs.codes", "item_attrs.numbers"):
+                        state[f"{prefix}{g}.{k}"] = v.detach().cpu().numpy()
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -660,14 +711,17 @@ class MultiTaskScorer(ContentScorer):
             (state["hist_data"], state["hist_indices"], state["hist_indptr"]), shape=(len(self.known_users_), self.n_items_)
         )
         self._trained_items = np.flatnonzero(self.known_items_)
-        self.nets_ = []
-        for g, group in enumerate(self.groups_):
-            net = self._net(group)
-            prefix = f"net{g}."
-            weights = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith(prefix)}
-            net.load_state_dict(weights, strict=False)
-            net.eval()
-            self.nets_.append(net)
+        self.nets_, self.new_user_nets_ = [], []
+        for name, nets in (("net", self.nets_), ("newnet", self.new_user_nets_)):
+            for g, group in enumerate(self.groups_):
+                prefix = f"{name}{g}."
+                weights = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith(prefix)}
+                if not weights:  # a model saved without new-user networks
+                    continue
+                net = self._net(group)
+                net.load_state_dict(weights, strict=False)  # known_users too: the new-user one's
+                net.eval()
+                nets.append(net)
 
 
 class SingleTaskScorer(MultiTaskScorer):
