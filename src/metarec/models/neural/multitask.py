@@ -518,15 +518,14 @@ class MultiTaskScorer(ContentScorer):
         for binary tasks, a value for regression. The item is left out of the user's history."""
         rows = np.asarray(rows, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
-        out: dict[str, np.ndarray] = {}
-        for net in self.nets_:
-            out.update(self._predict_net(net, queries.users[rows], items, items, history=(queries.history, rows)))
+        out = {t.name: np.zeros(len(rows), dtype=np.float32) for t in self.tasks_}
         new = self._new_rows(queries)[rows]
-        if new.any():
-            r, i = rows[new], items[new]
-            for net in self.new_user_nets_:
-                for name, val in self._predict_net(net, queries.users[r], i, i, history=(queries.history, r)).items():
-                    out[name][new] = val
+        for nets, part in ((self.nets_, ~new), (self.new_user_nets_, new)):
+            if part.any():
+                r, i = rows[part], items[part]
+                for net in nets:
+                    for name, val in self._predict_net(net, queries.users[r], i, i, history=(queries.history, r)).items():
+                        out[name][part] = val
         return out
 
     def _new_rows(self, queries: Queries) -> np.ndarray:
