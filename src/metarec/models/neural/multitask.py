@@ -531,7 +531,7 @@ class MultiTaskScorer(ContentScorer):
     def _new_rows(self, queries: Queries) -> np.ndarray:
         """Which queries the new-user networks serve (``new_user_net``): users with no
         trained id and no history."""
-        if not getattr(self, "new_user_nets_", None):
+        if not self.new_user_nets_:
             return np.zeros(len(queries), dtype=bool)
         u = queries.users
         known = (u >= 0) & self.known_users_[np.clip(u, 0, len(self.known_users_) - 1)]
@@ -539,7 +539,7 @@ class MultiTaskScorer(ContentScorer):
 
     def _all_nets(self) -> list:
         """Every network the model serves with (the new-user ones too)."""
-        return [*self.nets_, *getattr(self, "new_user_nets_", [])]
+        return [*self.nets_, *self.new_user_nets_]
 
     @property
     def tasks(self) -> list[Task]:
@@ -685,7 +685,7 @@ class MultiTaskScorer(ContentScorer):
         state["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy()
         h = self.history_
         state.update(hist_data=h.data, hist_indices=h.indices, hist_indptr=h.indptr)
-        for prefix, nets in (("net", self.nets_), ("newnet", getattr(self, "new_user_nets_", []))):
+        for prefix, nets in (("net", self.nets_), ("newnet", self.new_user_nets_)):
             for g, net in enumerate(nets):
                 for k, v in net.state_dict().items():
                     if k not in ("content", "user_attrs.codes", "user_attrs.numbers", "item_attrs.codes", "item_attrs.numbers"):
