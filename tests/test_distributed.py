@@ -230,9 +230,10 @@ def _same(x, y) -> bool:
 @pytest.mark.parametrize(
     "name, params, calls",
     [
-        ("multitask", {"encoder": "hashing-64", "epochs": 1}, 1),
+        # multitask trains two networks (known users, new users: new_user_net), each one run
+        ("multitask", {"encoder": "hashing-64", "epochs": 1}, 2),
         ("two-tower", {"encoder": "hashing-64", "epochs": 1, "max_candidates": 60}, 1),
-        ("multitask", {"encoder": "hashing-64", "epochs": 1, "metaemb": True, "metaemb_k": 2, "metaemb_epochs": 1}, 2),
+        ("multitask", {"encoder": "hashing-64", "epochs": 1, "metaemb": True, "metaemb_k": 2, "metaemb_epochs": 1}, 4),
         ("meta", {"encoder": "hashing-64", "epochs": 1, "meta_epochs": 1, "meta_batch": 16}, 3),
     ],
 )
