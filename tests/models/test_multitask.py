@@ -9,7 +9,7 @@ import torch
 from metarec.data import Queries, build_dataset
 from metarec.data.dataset import pair_matrix
 from metarec.data.splits import make_split
-from metarec.errors import ConfigError
+from metarec.errors import ConfigError, DataError
 from metarec.evaluation.harness import evaluate_tasks
 from metarec.models import make_scorer
 from metarec.models.neural.features import encode_attributes
@@ -323,6 +323,10 @@ def test_new_users_are_served_by_a_network_validated_on_new_users(shop, tmp_path
     save_model(one, shop, tmp_path / "one")
     np.testing.assert_allclose(load_model(tmp_path / "both").scorer.score(q), scores, rtol=1e-6)
     assert not load_model(tmp_path / "one").scorer.new_user_nets_
+    # A state that lacks the first networks is refused, not served by untrained weights.
+    state = {k: v for k, v in both.get_state().items() if not k.startswith("net0.")}
+    with pytest.raises(DataError, match=r"no weights for network 0 \(net0\.\*\)"):
+        make_scorer("multitask", **FAST).set_state(state)
     # With validation_order=users the one network is that network already: no second one.
     assert not make_scorer("multitask", validation_order="users", **FAST).fit(shop).new_user_nets_
 

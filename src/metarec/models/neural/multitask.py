@@ -47,7 +47,7 @@ from metarec.data.dataset import Dataset, pair_matrix
 from metarec.data.queries import Queries
 from metarec.data.tasks import Task, any_positive, interaction_tasks, resolve_tasks, task_labels
 from metarec.encoders.content import ContentConfig, item_content
-from metarec.errors import ConfigError
+from metarec.errors import ConfigError, DataError
 from metarec.models.content.base import ContentScorer
 from metarec.models.neural.features import Attributes, item_attributes, user_attributes
 
@@ -715,8 +715,10 @@ class MultiTaskScorer(ContentScorer):
             for g, group in enumerate(self.groups_):
                 prefix = f"{name}{g}."
                 weights = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith(prefix)}
-                if not weights:  # a model saved without new-user networks
-                    continue
+                if not weights:
+                    if name == "newnet":  # a model saved without new-user networks
+                        continue
+                    raise DataError(f"{self.name}: the saved state has no weights for network {g} ({prefix}*)")
                 net = self._net(group)
                 net.load_state_dict(weights, strict=False)  # known_users too: the new-user one's
                 net.eval()
