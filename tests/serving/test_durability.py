@@ -141,3 +141,37 @@ def test_retraining_data_keeps_the_tag_fields(tmp_path):
     again = dataset_from_store(f"sqlite:///{tmp_path / 'events.db'}", path)
     assert again.tag_fields == ("genres",)
     assert again.items.loc[again.item_index(["m0"])[0], "genres"] == "War, Drama"
+
+
+def test_retraining_data_keeps_the_training_events_types_values_and_times(tmp_path):
+    """Retraining sees the first fit's events as they were (a multi-task model's tasks and the
+    rating weights depend on them), plus the store's; a directory saved before the events were
+    kept falls back to its training pairs as ``train`` events."""
+    from metarec.serving.retrain import dataset_from_store
+    from metarec.serving.store import Event, open_store
+
+    raw = pd.DataFrame({
+        "user": ["a", "a", "b", "b", "c", "c"], "item": ["x", "y", "x", "z", "y", "z"],
+        "event": ["rating", "view", "rating", "rating", "view", "rating"],
+        "value": [5.0, 1.0, 2.0, 4.0, 1.0, 3.0], "timestamp": [10.0, 11.0, 12.0, 13.0, 14.0, 15.0],
+    })  # fmt: skip
+    data = build_dataset(raw, source="r.csv")
+    path = tmp_path / "m"
+    save_model(make_scorer("pop").fit(data), data, path)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = open_store(url)
+    store.add_events([Event(event_id="e1", user_id="d", item_id="x", type="rating", value=3.0, timestamp=20.0)])
+    store.close()
+
+    def events(ds):
+        df = ds.interactions
+        out = pd.DataFrame({"user": ds.user_ids[df["user"]], "item": ds.item_ids[df["item"]], "event": df["event"].astype(str),
+                            "value": df["value"].astype(float), "timestamp": df["timestamp"]})  # fmt: skip
+        return sorted(out.itertuples(index=False, name=None))
+
+    again = dataset_from_store(url, path)
+    assert events(again) == sorted([*raw.itertuples(index=False, name=None), ("d", "x", "rating", 3.0, 20.0)])
+    assert set(again.event_types) == {"rating", "view"}
+    (path / "events.safetensors").unlink()  # as a directory saved before the events were kept
+    old = dataset_from_store(url, path)
+    assert set(old.event_types) == {"train", "rating"} and len(old.interactions) == 7

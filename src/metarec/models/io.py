@@ -6,6 +6,8 @@ Layout::
       config.json          what model, its config, the data it was trained on, versions
       weights.safetensors  the scorer's learned arrays (Scorer.get_state)
       history.safetensors  the training user x item matrix (CSR), for "exclude seen"
+      events.safetensors   the training events (user, item, event type, value, time), so
+                           that retraining sees what the first fit saw (``training_events``)
       items.parquet        item vocabulary (column ``id``) and attributes, in index order
       users.parquet        user vocabulary (column ``id``) and attributes
 
@@ -81,6 +83,7 @@ def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: di
             {"indptr": hist.indptr.astype(np.int64), "indices": hist.indices.astype(np.int32)},
             str(tmp / "history.safetensors"),
         )
+        save_file(_event_arrays(data), str(tmp / "events.safetensors"))
         _table(data.item_ids, data.items).to_parquet(tmp / "items.parquet", index=False)
         _table(data.user_ids, data.users).to_parquet(tmp / "users.parquet", index=False)
         if path.exists():
@@ -95,6 +98,34 @@ def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: di
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _event_arrays(data: Dataset) -> dict[str, np.ndarray]:
+    """``data``'s events as arrays: indices, the event type's position in ``event_types``."""
+    df = data.interactions
+    codes = pd.Categorical(df["event"].astype(str), categories=list(data.event_types)).codes
+    return {
+        "user": df["user"].to_numpy(np.int32), "item": df["item"].to_numpy(np.int32),
+        "event": np.asarray(codes, dtype=np.int16), "value": df["value"].to_numpy(np.float32),
+        "timestamp": df["timestamp"].to_numpy(np.float64),
+    }  # fmt: skip
+
+
+def training_events(model: TrainedModel) -> pd.DataFrame | None:
+    """The events ``model`` was trained on, with external ids (columns ``user``, ``item``,
+    ``event``, ``value``, ``timestamp``), or None for a directory saved before they were kept
+    (it has the training pairs only: ``model.history``)."""
+    file = None if model.path is None else Path(model.path) / "events.safetensors"
+    if file is None or not file.exists():
+        return None
+    e = load_file(str(file))
+    types = np.asarray(model.config["event_types"], dtype=object)
+    if len(e["event"]) and (e["event"].min() < 0 or e["event"].max() >= len(types)):
+        raise DataError(f"{file}: event type codes outside the {len(types)} types config.json lists")
+    return pd.DataFrame({
+        "user": model.user_ids[e["user"]], "item": model.item_ids[e["item"]], "event": types[e["event"]],
+        "value": e["value"].astype(np.float64), "timestamp": e["timestamp"],
+    })  # fmt: skip
 
 
 @dataclass

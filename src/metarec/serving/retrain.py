@@ -13,18 +13,28 @@ import numpy as np
 import pandas as pd
 
 from metarec.data.dataset import Dataset, build_dataset
-from metarec.models.io import load_model, save_model
+from metarec.models.io import load_model, save_model, training_events
 from metarec.models.registry import make_scorer
 from metarec.serving.store import open_store
 
 
 def dataset_from_store(store_url: str, model_dir: str | Path) -> Dataset:
-    """The model's training pairs (event ``train``) and the store's events and items."""
+    """The model's training events and the store's events and items.
+
+    The training events keep their types, values and times (a multi-task model's tasks, the
+    rating weights of EASE and iALS); a model directory saved before it kept them gives its
+    training pairs as one event type, ``train``, of value 1.
+    """
     model = load_model(model_dir)
     store = open_store(store_url)
     try:
-        rows, cols = model.history.nonzero()
-        frames = [pd.DataFrame({"user": model.user_ids[rows], "item": model.item_ids[cols], "event": "train", "value": 1.0})]
+        first = training_events(model)
+        if first is None:
+            rows, cols = model.history.nonzero()
+            first = pd.DataFrame({"user": model.user_ids[rows], "item": model.item_ids[cols], "event": "train", "value": 1.0})
+        elif model.config.get("timestamp_kind") != "unix":
+            first["timestamp"] = np.nan  # sequence positions do not order against the store's clock
+        frames = [first]
         events = list(store.all_events())
         if events:
             frames.append(pd.DataFrame([e.to_dict() for e in events]).rename(columns={"user_id": "user", "item_id": "item", "type": "event"}))
