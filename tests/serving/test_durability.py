@@ -175,3 +175,39 @@ def test_retraining_data_keeps_the_training_events_types_values_and_times(tmp_pa
     (path / "events.safetensors").unlink()  # as a directory saved before the events were kept
     old = dataset_from_store(url, path)
     assert set(old.event_types) == {"train", "rating"} and len(old.interactions) == 7
+
+
+def test_retraining_data_keeps_the_users_attributes_and_takes_the_stores(tmp_path):
+    """The networks read the users' attributes: retraining keeps the first fit's, takes those
+    given with ``PUT /users`` (over the model's, and for a new user), leaves a new user
+    without any empty, and refuses a value that does not fit a numeric attribute."""
+    from metarec.errors import DataError
+    from metarec.serving.retrain import dataset_from_store
+    from metarec.serving.store import Event, open_store
+
+    raw = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "y"], "value": 1.0})
+    users = pd.DataFrame({"age": [20, 30, 40], "gender": ["F", "M", "F"]}, index=["a", "b", "c"])
+    data = build_dataset(raw, source="r.csv", users=users)
+    path = tmp_path / "m"
+    save_model(make_scorer("pop").fit(data), data, path)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = open_store(url)
+    store.add_events([Event(event_id=f"e{k}", user_id=u, item_id="x", type="interaction", value=1.0, timestamp=5.0)
+                      for k, u in enumerate(["d", "e"])])  # fmt: skip
+    store.upsert_user("b", {"age": 31, "zip": "02139"})  # an attribute the model never had is left out
+    store.upsert_user("d", {"gender": "M", "age": "52"})
+    store.upsert_user("f", {"age": 60})  # no events: not a user to train on
+    store.close()
+
+    again = dataset_from_store(url, path)
+    got = again.users.set_index(pd.Index(again.user_ids))
+    assert list(got.index) == ["a", "b", "c", "d", "e"] and list(got.columns) == ["age", "gender"]
+    assert got.loc[["a", "b", "c", "d"], "age"].tolist() == [20, 31, 40, 52]
+    assert got.loc[["a", "b", "c", "d"], "gender"].tolist() == ["F", "M", "F", "M"]
+    assert got.loc["e"].isna().all()
+
+    store = open_store(url)
+    store.upsert_user("e", {"age": "old"})
+    store.close()
+    with pytest.raises(DataError, match=r"user 'e': attribute 'age' must be a number, got 'old'"):
+        dataset_from_store(url, path)

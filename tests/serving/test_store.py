@@ -34,3 +34,12 @@ def test_a_call_that_fails_in_a_later_batch_writes_nothing(store):
         store.add_events([*good, bad])
     assert list(store.all_events()) == []
     assert store.add_events(good[:3]) == (3, 0)  # the store still works after the rollback
+
+
+def test_users_attributes_are_listed_as_last_put(store):
+    assert store.users() == {}
+    store.upsert_user("u2", {"age": 30, "gender": "F"})
+    store.upsert_user("u1", {"age": 20})
+    store.upsert_user("u2", {"age": 31})  # a second PUT replaces the attributes
+    assert store.users() == {"u1": {"age": 20}, "u2": {"age": 31}}
+    assert store.user("u2") == {"age": 31} and store.user("u3") is None

@@ -161,6 +161,10 @@ class EventStore:
         )
         self._write(sql, [user_id, json.dumps(attributes), time.time()])
 
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Every stored user's attributes (``PUT /users``), by user id."""
+        return {r[0]: json.loads(r[1]) for r in self._query("SELECT user_id, attributes FROM users ORDER BY user_id", [])}
+
     def user(self, user_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT attributes FROM users WHERE user_id = ?", [user_id])
         return json.loads(rows[0][0]) if rows else None
