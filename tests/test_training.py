@@ -61,6 +61,44 @@ def test_swa_returns_the_mean_of_the_epoch_end_weights_from_swa_start():
     assert model.w.item() == pytest.approx(epoch_end[2:].mean(), rel=1e-5)
 
 
+class MeanWithBuffers(Mean):
+    """``Mean`` with the buffers a network has: a boolean mask and integer codes (constant),
+    and an integer step count that changes as it trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("known", torch.tensor([True, False, True]))
+        self.register_buffer("codes", torch.tensor([0, 7, 49]))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+
+    def loss(self, batch):
+        self.steps += 1
+        return super().loss(batch)
+
+
+@pytest.mark.parametrize("average", ["ema", "swa"])
+def test_averaging_averages_the_float_weights_and_keeps_the_models_other_buffers(average):
+    """Torch's SWA cannot subtract booleans (it raised on the networks' masks), and an average
+    of integer codes has no meaning: they are the model's own, as it trains."""
+    model = MeanWithBuffers()
+
+    def batches(rng):
+        for _ in range(5):
+            yield {"x": torch.tensor(rng.normal(3.0, 1.0, 8))}
+
+    train(model, batches, None, TrainConfig(epochs=6, lr=0.3, average=average, ema_decay=0.9, swa_start=2, progress=False))
+    raw = _raw_trajectory(epochs=6)
+    assert model.known.tolist() == [True, False, True] and model.codes.tolist() == [0, 7, 49]
+    assert int(model.steps) == 30  # the model's count, not an average of counts
+    if average == "swa":
+        assert model.w.item() == pytest.approx(raw[4::5][2:].mean(), rel=1e-5)
+    else:
+        ema = raw[0]
+        for w in raw[1:]:
+            ema = 0.9 * ema + 0.1 * w
+        assert model.w.item() == pytest.approx(ema, rel=1e-5)
+
+
 def test_the_averaged_weights_are_validated_and_kept():
     seen = []
     model = Mean()

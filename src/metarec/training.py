@@ -131,10 +131,22 @@ def _averager(model: Any, config: TrainConfig) -> Any:
         raise ConfigError(f"average must be one of {AVERAGING}, not {config.average!r}")
     if config.average == "none":
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    import torch
+    from torch.optim.swa_utils import AveragedModel
 
-    fn = get_ema_multi_avg_fn(config.ema_decay) if config.average == "ema" else None
-    return AveragedModel(model, multi_avg_fn=fn, use_buffers=True)
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged: Any) -> None:
+        """One dtype's tensors: floats move toward the current weights; the rest (masks,
+        attribute codes, counts) are the model's own, copied (averaging them has no meaning,
+        and torch's SWA cannot subtract booleans)."""
+        if not (torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])):
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+            return
+        weight = 1.0 - config.ema_decay if config.average == "ema" else 1.0 / (float(n_averaged) + 1.0)
+        torch._foreach_lerp_(averaged, current, weight)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def _swap_in_average(model: Any, averaged: Any) -> dict[str, Any] | None:
