@@ -96,6 +96,7 @@ def _users(model: TrainedModel, stored: dict[str, dict], active: np.ndarray, sto
                 u = bad.index[bad.argmax()]
                 raise DataError(f"{store_url}: user {u!r}: attribute {col!r} must be a number, got {given[u]!r}")
             new = num
+            users[col] = users[col].astype("float64")  # 31.5 into an int64 column is no error
         else:
             new = new.map(lambda v: None if v is None else str(v))
         users.loc[new.index, col] = new.to_numpy()
