@@ -83,7 +83,7 @@ def _users(model: TrainedModel, stored: dict[str, dict], active: np.ndarray, sto
     active_set = set(active)
     rows = {u: {k: v for k, v in a.items() if k in users.columns} for u, a in stored.items()
             if u in active_set or u in users.index}  # fmt: skip
-    users = users.reindex(users.index.union(pd.Index(active)).union(pd.Index(list(rows))))
+    users = users.reindex(users.index.union(pd.Index(active)))  # the rows above are all in it
     for col in users.columns:
         given = {u: r[col] for u, r in rows.items() if col in r}
         if not given:
