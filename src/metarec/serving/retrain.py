@@ -30,7 +30,6 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     the attributes the model was trained with; a user the store has events of and no
     attributes for joins with none.
     """
-    model_dir = model.path if isinstance(model, TrainedModel) else model
     if not isinstance(model, TrainedModel):
         model = load_model(model)
     store = open_store(store_url)
@@ -66,7 +65,7 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
         items.loc[it.item_id] = pd.Series(row)
     users = _users(model, stored_users, pd.unique(raw["user"].astype(str)), store_url)
     return build_dataset(
-        raw, source=f"{store_url} + {model_dir}", items=items, users=users, name=model.config.get("dataset", "store"),
+        raw, source=f"{store_url} + {model.path}", items=items, users=users, name=model.config.get("dataset", "store"),
         text_fields=text_fields, tag_fields=[f for f in model.config.get("tag_fields") or [] if f in items.columns],
         strict_ids=True,
     )  # fmt: skip
