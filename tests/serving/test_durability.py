@@ -211,3 +211,41 @@ def test_retraining_data_keeps_the_users_attributes_and_takes_the_stores(tmp_pat
     store.close()
     with pytest.raises(DataError, match=r"user 'e': attribute 'age' must be a number, got 'old'"):
         dataset_from_store(url, path)
+
+
+def test_retraining_data_takes_the_stores_items_and_checks_their_numeric_attributes(tmp_path):
+    """``PUT /items`` replaces an item: its text, its attributes for the model's columns
+    (tags given as a list join as the readers give them), the rest empty; a new item joins,
+    a deleted one leaves; a value that does not fit a numeric attribute is an error naming
+    the item and the attribute, as for users."""
+    from metarec.errors import DataError
+    from metarec.serving.retrain import dataset_from_store
+    from metarec.serving.store import Event, open_store
+
+    raw = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"], "value": 1.0})
+    items = pd.DataFrame({"title": ["kettle", "toaster", "lamp"], "price": [10, 20, 30], "genres": ["K", "K, E", "E"]},
+                         index=["x", "y", "w"])  # fmt: skip
+    data = build_dataset(raw, source="r.csv", items=items, text_fields=("title",), tag_fields=("genres",))
+    path = tmp_path / "m"
+    save_model(make_scorer("pop").fit(data), data, path)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = open_store(url)
+    store.upsert_item("y", "red toaster", {"price": "25.5", "colour": "red"})  # no genres given: none now
+    store.upsert_item("z", "blue lamp", {"price": 5, "genres": ["E", "L"]})
+    store.upsert_item("w", "lamp", {})
+    store.delete_item("w")
+    store.add_events([Event(event_id="e1", user_id="b", item_id="z", type="interaction", value=1.0, timestamp=5.0)])
+    store.close()
+
+    again = dataset_from_store(url, path)
+    got = again.items.set_index(pd.Index(again.item_ids))
+    assert sorted(got.index) == ["x", "y", "z"] and list(got.columns) == ["title", "price", "genres"]
+    assert got.loc[["x", "y", "z"], "title"].tolist() == ["kettle", "red toaster", "blue lamp"]
+    assert got.loc[["x", "y", "z"], "price"].tolist() == [10, 25.5, 5]
+    assert got.loc["x", "genres"] == "K" and pd.isna(got.loc["y", "genres"]) and got.loc["z", "genres"] == "E, L"
+
+    store = open_store(url)
+    store.upsert_item("z", "blue lamp", {"price": "cheap"})
+    store.close()
+    with pytest.raises(DataError, match=r"item 'z': attribute 'price' must be a number, got 'cheap'"):
+        dataset_from_store(url, path)

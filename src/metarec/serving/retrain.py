@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from metarec.data.dataset import Dataset, build_dataset
 from metarec.errors import DataError
 from metarec.models.io import TrainedModel, load_model, save_model, training_events
 from metarec.models.registry import make_scorer
-from metarec.serving.store import open_store
+from metarec.serving.store import StoredItem, open_store
 
 
 def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Dataset:
@@ -51,24 +52,35 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     raw = pd.concat(frames, ignore_index=True)
     raw["timestamp"] = raw["timestamp"].fillna(0.0) if "timestamp" in raw else 0.0
     raw = raw[["user", "item", "event", "value", "timestamp"]].assign(_row=np.arange(1, len(raw) + 1))
-    items = model.items.copy()
-    items.index = model.item_ids
     text_fields = list(model.config.get("text_fields") or [])
-    for it in stored:
-        if it.deleted:
-            items = items.drop(index=it.item_id, errors="ignore")
-            continue
-        row = {f: None for f in items.columns}
-        row.update({k: v for k, v in it.attributes.items() if k in items.columns})
-        if text_fields:
-            row[text_fields[0]] = it.text
-        items.loc[it.item_id] = pd.Series(row)
+    items = _items(model, stored, text_fields, store_url)
     users = _users(model, stored_users, pd.unique(raw["user"].astype(str)), store_url)
     return build_dataset(
         raw, source=f"{store_url} + {model.path}", items=items, users=users, name=model.config.get("dataset", "store"),
         text_fields=text_fields, tag_fields=[f for f in model.config.get("tag_fields") or [] if f in items.columns],
         strict_ids=True,
     )  # fmt: skip
+
+
+def _items(model: TrainedModel, stored: list[StoredItem], text_fields: list[str], store_url: str) -> pd.DataFrame:
+    """The model's items with the store's: deleted ones dropped, added or replaced ones (their
+    text in the first text field, their attributes for the model's columns, the rest empty:
+    ``PUT /items`` replaces an item) written over the model's."""
+    items = model.items.copy()
+    items.index = model.item_ids
+    latest = {it.item_id: it for it in stored}  # oldest first: the last change of an item wins
+    gone = [i for i, it in latest.items() if it.deleted]
+    live = {i: it for i, it in latest.items() if not it.deleted}
+    items = items.drop(index=gone, errors="ignore")
+    items = items.reindex(items.index.append(pd.Index([i for i in live if i not in items.index], dtype=object)))
+    rows = {}
+    for i, it in live.items():
+        row = {c: None for c in items.columns}
+        row.update({k: v for k, v in it.attributes.items() if k in items.columns})
+        if text_fields:
+            row[text_fields[0]] = it.text
+        rows[i] = row
+    return _write_over(items, rows, "item", store_url)
 
 
 def _users(model: TrainedModel, stored: dict[str, dict], active: np.ndarray, store_url: str) -> pd.DataFrame:
@@ -83,23 +95,45 @@ def _users(model: TrainedModel, stored: dict[str, dict], active: np.ndarray, sto
     rows = {u: {k: v for k, v in a.items() if k in users.columns} for u, a in stored.items()
             if u in active_set or u in users.index}  # fmt: skip
     users = users.reindex(users.index.union(pd.Index(active)))  # the rows above are all in it
-    for col in users.columns:
-        given = {u: r[col] for u, r in rows.items() if col in r}
+    return _write_over(users, rows, "user", store_url)
+
+
+def _write_over(table: pd.DataFrame, rows: dict[str, dict], kind: str, store_url: str) -> pd.DataFrame:
+    """``table`` with ``rows`` (``{id: {column: value}}``, ids in its index) written over it.
+
+    A numeric column stays numeric: a value that is not a number (``"price": "cheap"``) is an
+    error naming the store, the ``kind`` ("user", "item") and id, and the attribute; nothing
+    is written then. Other columns take the values as text, a list joined by commas (tags:
+    ``["War", "Drama"]`` is ``"War, Drama"``, as the readers give them); ``None`` stays missing.
+    """
+    for col in table.columns:
+        given = {i: r[col] for i, r in rows.items() if col in r}
         if not given:
             continue
         new = pd.Series(given, dtype=object)
-        if pd.api.types.is_numeric_dtype(users[col]):
+        if pd.api.types.is_numeric_dtype(table[col]):
             num = pd.to_numeric(new, errors="coerce")
             bad = num.isna() & new.notna()
             if bad.any():
-                u = bad.index[bad.argmax()]
-                raise DataError(f"{store_url}: user {u!r}: attribute {col!r} must be a number, got {given[u]!r}")
+                i = bad.index[bad.argmax()]
+                raise DataError(f"{store_url}: {kind} {i!r}: attribute {col!r} must be a number, got {given[i]!r}")
             new = num
-            users[col] = users[col].astype("float64")  # 31.5 into an int64 column is no error
+            table[col] = table[col].astype("float64")  # 31.5 into an int64 column is no error
         else:
-            new = new.map(lambda v: None if v is None else str(v))
-        users.loc[new.index, col] = new.to_numpy()
-    return users
+            new = new.map(_text)
+        table.loc[new.index, col] = new.to_numpy()
+    return table
+
+
+def _text(value: Any) -> str | None:
+    """An attribute as the text a text column holds.
+
+    >>> [_text(v) for v in (None, 3, "F", ["War", "Drama"])]
+    [None, '3', 'F', 'War, Drama']
+    """
+    if value is None:
+        return None
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def retrain(store_url: str, model_dir: str | Path, out: str | Path) -> Path:
