@@ -128,3 +128,40 @@ def test_bad_input_names_the_problem(tmp_path, files, fmt, message):
 def test_unknown_format(tmp_path):
     with pytest.raises(ConfigError, match="unknown format 'excel'"):
         load_dataset(tmp_path, "excel")
+
+
+def test_attribute_files_keep_their_numbers_as_numbers(tmp_path):
+    """CSV cells carry no type: a column of numbers is numeric (a price, an age), as pandas
+    reads it, but ids, text fields and codes with a leading zero stay text; RecBole's
+    ``name:float`` headers are numeric in both, and a value that is not a number is an error
+    naming the file, row and column."""
+    f = write(tmp_path / "log.csv", "user,item\n01,007\n02,008\n")
+    write(tmp_path / "items.csv", "sku,name,price,year,zip,weight:float,code:token\n"
+                                  "007,Kettle,12.5,1999,02139,1.5,10\n008,Tent,,2001,10001,2,11\n")  # fmt: skip
+    write(tmp_path / "users.csv", "user,age,gender\n01,24,M\n02,53,F\n")
+    d = load_dataset(f, "csv", items=tmp_path / "items.csv", item_columns="item=sku", text_fields="name",
+                     users=tmp_path / "users.csv")  # fmt: skip
+    items, users = d.items.set_index(pd.Index(d.item_ids)), d.users.set_index(pd.Index(d.user_ids))
+    numeric = [c for c in items if pd.api.types.is_numeric_dtype(items[c])]
+    assert numeric == ["price", "year", "weight"] and list(items.columns) == ["name", "price", "year", "zip", "weight", "code"]
+    assert items.loc["007", "price"] == 12.5 and pd.isna(items.loc["008", "price"]) and items.loc["007", "zip"] == "02139"
+    assert list(d.item_ids) == ["007", "008"] and users.loc["02", "age"] == 53
+    write(tmp_path / "items.csv", "sku,weight:float\n007,1.5\n008,heavy\n")
+    with pytest.raises(DataError, match=r"items\.csv: row 3, column 'weight:float': 'heavy' is not a number"):
+        load_dataset(f, "csv", items=tmp_path / "items.csv", item_columns="item=sku")
+    # RecBole: the annotation decides, nothing is inferred.
+    write(tmp_path / "rb" / "m.inter", "user_id:token\titem_id:token\n1\t5\n1\t6\n")
+    write(tmp_path / "rb" / "m.item", "item_id:token\tprice:float\tyear:token\n5\t9.5\t1999\n6\t3\t2001\n")
+    rb = load_dataset(tmp_path / "rb", "recbole")
+    assert pd.api.types.is_numeric_dtype(rb.items["price"]) and rb.items["price"].tolist() == [9.5, 3.0]
+    assert rb.items["year"].tolist() == ["1999", "2001"]
+
+
+def test_a_synthetic_world_read_back_from_csv_has_the_types_it_was_made_with(tmp_path):
+    from metarec.data.synthetic import WorldConfig, make_world, write_world
+
+    config = WorldConfig(n_users=30, n_items=20, seed=3)
+    made, read = make_world(config), load_dataset(write_world(tmp_path / "w", config), "synthetic")
+    for a, b in ((made.items, read.items), (made.users, read.users)):
+        assert list(a.columns) == list(b.columns)
+        assert [pd.api.types.is_numeric_dtype(a[c]) for c in a] == [pd.api.types.is_numeric_dtype(b[c]) for c in b]

@@ -233,6 +233,55 @@ def _recbole_header(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
+#: RecBole's column types (``name:type`` headers); ``float`` columns are numbers, the rest text.
+RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def typed_attributes(frame: pd.DataFrame, path: Path, infer: bool, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """An attribute table read as text, with its numeric columns as numbers (``_row`` kept).
+
+    A column headed ``name:float`` (RecBole's annotation, also read in CSV headers) is numeric:
+    a value that is not a number is an error naming the file, row and column. ``name:token``
+    and ``name:token_seq`` stay text. The annotation leaves the name. With ``infer`` (CSV and
+    TSV files, whose cells carry no type), an unannotated column whose every value is a
+    number is numeric too, as pandas would read it, except codes written with a leading zero
+    (``02139``), which stay text. Columns in ``keep`` (ids, text fields) stay as they are.
+    Typed columns (Parquet) are left alone.
+
+    >>> t = pd.DataFrame({"price": ["1.5", None, "10"], "zip": ["02139", "10001", None],
+    ...                   "size:float": ["3", "4", "5"], "code:token": ["7", "8", "9"], "_row": [2, 3, 4]})
+    >>> typed = typed_attributes(t, Path("items.csv"), infer=True)
+    >>> [c for c in typed if pd.api.types.is_numeric_dtype(typed[c])], typed["price"].tolist()
+    (['price', 'size', '_row'], [1.5, nan, 10.0])
+    >>> typed["size"].tolist()
+    [3, 4, 5]
+    """
+    out = {}
+    for col in frame.columns:
+        s = frame[col]
+        name, _, kind = str(col).partition(":")
+        if kind not in RECBOLE_TYPES:
+            name, kind = str(col), ""
+        textual = pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+        if col == "_row" or col in keep or name in keep or not textual:
+            out[col if col in keep else name] = s
+            continue
+        text = s.astype("string").str.strip()
+        num = pd.to_numeric(text, errors="coerce").astype("float64")
+        bad = num.isna() & text.notna() & (text != "")
+        if kind == "float" and bad.any():
+            j = int(np.argmax(bad.to_numpy()))
+            row = frame["_row"].iloc[j] if "_row" in frame else j + 1
+            raise DataError(f"{path}: row {row}, column {str(col)!r}: {s.iloc[j]!r} is not a number")
+        numeric = kind == "float" or (
+            infer and not kind and text.notna().any() and not bad.any() and not text.str.match(r"^[+-]?0\d").any()
+        )
+        if numeric and (num.dropna() % 1 == 0).all():
+            num = num.astype("Int64")  # whole numbers stay whole (a year is 1999, not 1999.0)
+        out[name] = num if numeric else s
+    return pd.DataFrame(out, index=frame.index)
+
+
 def _index_map(path: Path) -> dict[str, str] | None:
     """UniSRec's ``*.item2index`` / ``*.user2index``: original id -> integer index."""
     if not path.exists():
@@ -304,7 +353,7 @@ def read_recbole(path: str | os.PathLike, **options: Any) -> Dataset:
     for suffix in ("item", "text"):
         f = root / f"{stem}.{suffix}"
         if f.exists():
-            t = _recbole_header(read_delimited(f, sep="\t", header=True), f)
+            t = typed_attributes(read_delimited(f, sep="\t", header=True), f, infer=False)
             if "item_id" not in t.columns:
                 raise DataError(f"{f}: missing column 'item_id:token' (RecBole header)")
             t = t.drop(columns="_row").drop_duplicates("item_id").set_index("item_id")
@@ -314,7 +363,7 @@ def read_recbole(path: str | os.PathLike, **options: Any) -> Dataset:
     users = None
     f = root / f"{stem}.user"
     if f.exists():
-        u = _recbole_header(read_delimited(f, sep="\t", header=True), f)
+        u = typed_attributes(read_delimited(f, sep="\t", header=True), f, infer=False)
         users = u.drop(columns="_row").drop_duplicates("user_id").set_index("user_id")
     has_rating = "value" in data.columns
     return build_dataset(
@@ -414,7 +463,10 @@ def read_table(
         full.setdefault(c, c)
     data = _canonical(frame, full, p)
 
+    tf = [s.strip() for s in text_fields.split(",")] if isinstance(text_fields, str) else list(text_fields)
+
     def table(file: Any, spec: Any, key: str) -> pd.DataFrame | None:
+        """An attribute file indexed by its id column, its numeric columns as numbers."""
         if file is None:
             return None
         f = Path(file)
@@ -422,9 +474,9 @@ def read_table(
         id_col = parse_mapping(spec).get(key, key)
         if id_col not in t.columns:
             raise DataError(f"{f}: missing id column {id_col!r} (columns are: {', '.join(c for c in t.columns if c != '_row')})")
+        t = typed_attributes(t, f, infer=True, keep=(id_col, *tf))
         return t.drop(columns="_row").set_index(id_col)
 
-    tf = [s.strip() for s in text_fields.split(",")] if isinstance(text_fields, str) else list(text_fields)
     item_table = table(items, item_columns, "item")
     if item_table is not None:
         missing = [f for f in tf if f not in item_table.columns]
