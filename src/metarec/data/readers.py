@@ -268,7 +268,7 @@ def typed_attributes(frame: pd.DataFrame, path: Path, infer: bool, keep: Sequenc
             continue
         text = s.astype("string").str.strip()
         num = pd.to_numeric(text, errors="coerce").astype("float64")
-        bad = num.isna() & text.notna() & (text != "")
+        bad = (num.isna() & text.notna() & (text != "")).fillna(False).astype(bool)  # a value, not a number
         if kind == "float" and bad.any():
             j = int(np.argmax(bad.to_numpy()))
             row = frame["_row"].iloc[j] if "_row" in frame else j + 1
