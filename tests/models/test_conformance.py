@@ -1,5 +1,7 @@
 """The conformance suite: every registered scorer gets these tests by being registered."""
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -86,6 +88,24 @@ def test_unknown_user_is_scored_from_the_given_history(name, fitted, world):
     assert np.isfinite(scores[:, s.known_items_]).all()
     if name != "pop":  # popularity ignores the history by design
         assert not np.allclose(scores[0], scores[1])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_user_added_after_training_is_a_new_user(name, fitted, world):
+    """``add_users`` (the service's ``PUT /users`` for a user the model does not know): the
+    user gets the next index and is scored from the given history as a new user is; only
+    the networks, which read user attributes, may score them otherwise."""
+    from metarec.models.neural.multitask import MultiTaskScorer
+
+    s = copy.deepcopy(fitted[name])
+    n = len(s.known_users_)
+    added = s.add_users(world.users.iloc[[0, 1]].reset_index(drop=True))
+    np.testing.assert_array_equal(added, [n, n + 1])
+    hist = world.matrix()[[0, 1]]
+    got, new = s.score(Queries(added, hist)), s.score(Queries([-1, -1], hist))
+    assert np.isfinite(got[:, s.known_items_]).all()
+    if not isinstance(s, MultiTaskScorer):
+        np.testing.assert_array_equal(got, new)
 
 
 @pytest.mark.parametrize("name", ALL)

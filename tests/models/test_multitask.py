@@ -365,3 +365,37 @@ def test_ratings_give_a_regression_head(world):
     m = make_scorer("multitask", **FAST).fit(split.train)
     rows = {r["metric"]: r["value"] for r in evaluate_tasks(m, split, seed=0)}
     assert "RMSE[rating]" in rows and 0.0 < rows["RMSE[rating]"] < 2.0
+
+
+def test_a_user_added_after_training_is_scored_from_their_attributes_as_a_cold_user_is(shop, tmp_path):
+    """``add_users`` (the service's ``PUT /users`` for a user the model does not know): the
+    attributes are coded as the training users' were, so a user added with a cold user's
+    attributes (in the data's vocabulary, never trained on) gets that cold user's scores, to
+    the bit, before and after saving; an unseen category or a non-number codes as missing."""
+    from metarec.models.io import load_model, save_model
+
+    raw = shop.interactions.assign(user=shop.user_ids[shop.interactions["user"]], item=shop.item_ids[shop.interactions["item"]])
+    ids = [f"u{u}" for u in range(60)] + ["c0", "c1"]  # c0, c1: cold users, no interactions
+    users = pd.DataFrame({"side": ["left"] * 30 + ["right"] * 30 + ["left", "right"],
+                          "age": list(range(20, 80)) + [25, 70]}, index=ids)  # fmt: skip
+    items = pd.DataFrame({"category": [f"c{i // 20}" for i in range(40)]}, index=[f"i{i}" for i in range(40)])
+    data = build_dataset(raw, source="shop.csv", items=items, users=users, name="shop")
+    m = make_scorer("multitask", **FAST).fit(data)
+    cold = data.user_index(["c0", "c1"])
+    empty = sp.csr_matrix((2, data.n_items))
+    want = m.score(Queries(cold, empty))
+    assert not np.allclose(want[0], want[1])  # the attributes matter to these scores
+    save_model(m, data, tmp_path / "m")
+    for model in (m, load_model(tmp_path / "m").scorer):
+        new = model.add_users(pd.DataFrame({"side": ["left", "right", "north"], "age": [25, "70", "old"]}))
+        np.testing.assert_array_equal(new, [62, 63, 64])
+        got = model.score(Queries(new, sp.csr_matrix((3, data.n_items))))
+        np.testing.assert_array_equal(got[:2], want)
+        nothing = model.score(Queries([-1], sp.csr_matrix((1, data.n_items))))
+        assert not np.allclose(got[2], want[0]) and not np.allclose(got[2], nothing[0])
+        # Recoded: the third user's attributes become the first cold user's.
+        model.update_users(new[2:], pd.DataFrame({"side": ["left"], "age": [25]}))
+        np.testing.assert_array_equal(model.score(Queries(new[2:], sp.csr_matrix((1, data.n_items))))[0], want[0])
+        # No attributes given: every one missing, as an unseen category and a non-number are.
+        (bare,) = model.add_users(pd.DataFrame(index=range(1)))
+        np.testing.assert_array_equal(model.score(Queries([bare], sp.csr_matrix((1, data.n_items))))[0], got[2])

@@ -1,11 +1,15 @@
 """The service through real HTTP semantics (FastAPI's TestClient) on a small hybrid model."""
 
+import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from metarec.data import Queries  # noqa: E402
 from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
 from metarec.models import make_scorer  # noqa: E402
 from metarec.models.io import save_model  # noqa: E402
@@ -158,3 +162,43 @@ def test_a_served_ensemble_recommends_a_posted_item_at_once(tmp_path):
                 assert c.put("/items/fresh", json={"text": text}, headers=KEY).status_code == 200
             session = c.post("/sessions/recommendations", json={"events": [{"item_id": "i00007"}], "n": 20})
             assert "fresh" in ids(session)
+
+
+def test_a_new_users_attributes_count_from_the_first_request(tmp_path):
+    """``PUT /users`` for a user the model does not know: a network that reads user
+    attributes ranks them from those attributes at once, as the model itself scores a user
+    added with them (and after a restart, from the store); a non-number for a numeric
+    attribute is a 422 naming it, and nothing is stored."""
+    from metarec.models.io import load_model
+
+    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
+    data.users["age"] = np.random.default_rng(0).integers(18, 70, data.n_users)
+    path = tmp_path / "multitask"
+    save_model(make_scorer("multitask", encoder="hashing-64", epochs=3).fit(data), data, path)
+    people = {"ann": {"gender": "F", "age_band": "55+", "region": "west", "age": 61},
+              "bob": {"gender": "M", "age_band": "18-24", "region": "east", "age": "19", "unused": 1}}  # fmt: skip
+    reference = load_model(path)
+    want = {}
+    for name, attrs in people.items():
+        (u,) = reference.scorer.add_users(pd.DataFrame([attrs]))
+        top, _ = reference.scorer.recommend(Queries([u], sp.csr_matrix((1, data.n_items))), n=10)
+        want[name] = [str(reference.item_ids[i]) for i in top[0]]
+    assert want["ann"] != want["bob"]
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    with TestClient(create_app(path, store, "test-key")) as c:
+        nobody = ids(c.get("/users/nobody/recommendations?n=10"))
+        for name, attrs in people.items():
+            r = c.put(f"/users/{name}", json={"attributes": attrs}, headers=KEY)
+            assert r.json() == {"id": name, "created": True}
+            assert ids(c.get(f"/users/{name}/recommendations?n=10")) == want[name]
+        assert nobody not in (want["ann"], want["bob"])
+        bad = c.put("/users/cid", json={"attributes": {"age": "old"}}, headers=KEY)
+        assert bad.status_code == 422 and "attribute 'age' must be a number, got 'old'" in bad.json()["detail"]
+        assert c.app.state.online.store.user("cid") is None
+        assert ids(c.get("/users/cid/recommendations?n=10")) == nobody
+    with TestClient(create_app(path, store, "test-key")) as c:  # a restart replays the users
+        for name in people:
+            assert ids(c.get(f"/users/{name}/recommendations?n=10")) == want[name]
+        # A known user's attributes change too: bob takes ann's, and her list.
+        assert c.put("/users/bob", json={"attributes": people["ann"]}, headers=KEY).json()["created"] is False
+        assert ids(c.get("/users/bob/recommendations?n=10")) == want["ann"]

@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
@@ -94,6 +95,28 @@ class Scorer:
         top = np.take_along_axis(scores, order, axis=1)
         ids = np.where(np.isfinite(top), cand[order], -1)
         return ids, top
+
+    def add_users(self, attributes: pd.DataFrame) -> np.ndarray:
+        """Append users never trained on, one per row of ``attributes`` (their attribute
+        columns; none is fine), and return their indices. They are scored as new users,
+        from the history each query brings, and by models that read user attributes
+        (the networks) from these rows as well, as a cold user of the training data is."""
+        start = len(self.known_users_)
+        n = len(attributes)
+        self.known_users_ = np.concatenate([self.known_users_, np.zeros(n, dtype=bool)])
+        self.n_users_ = start + n
+        self._added_users(attributes)
+        return np.arange(start, start + n)
+
+    def update_users(self, indices: np.ndarray, attributes: pd.DataFrame) -> None:
+        """New attributes for users ``indices`` (one row each), read from the next query on."""
+        self._updated_users(np.asarray(indices, dtype=np.int64), attributes)
+
+    def _added_users(self, attributes: pd.DataFrame) -> None:
+        """Hook: models that keep per-user attributes grow them (default: nothing to grow)."""
+
+    def _updated_users(self, indices: np.ndarray, attributes: pd.DataFrame) -> None:
+        """Hook: models that keep per-user attributes recode these rows."""
 
     # ---------------------------------------------------------- to implement
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:

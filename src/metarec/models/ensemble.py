@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
@@ -514,6 +515,18 @@ class EnsembleScorer(Scorer):
         self.known_items_ = np.concatenate([self.known_items_, np.zeros(n, dtype=bool)])
         self.n_items_ = start + n
         return np.arange(start, self.n_items_)
+
+    def add_users(self, attributes: pd.DataFrame) -> np.ndarray:
+        """Append new users to every member (those that read attributes code them)."""
+        for m in self.members_:
+            for s in m.scorers:
+                s.add_users(attributes)
+        return super().add_users(attributes)
+
+    def update_users(self, indices: np.ndarray, attributes: pd.DataFrame) -> None:
+        for m in self.members_:
+            for s in m.scorers:
+                s.update_users(indices, attributes)
 
     def update_items(self, indices: np.ndarray, vectors: np.ndarray, texts: list[str] | None = None) -> None:
         """New content for existing items, in every member that reads text."""

@@ -185,6 +185,32 @@ class TrainedModel:
             self.scorer.update_items(idx, self._encode(texts), list(texts))
         return idx
 
+    def add_users(self, user_ids: list[str], attributes: pd.DataFrame) -> np.ndarray:
+        """Append users the model was not trained on, with their attributes (one row each,
+        the model's user columns), and return their indices. They are scored as new users
+        are, from the history a query brings, and the networks read their attributes too,
+        as they read a cold user's in evaluation. Raises ConfigError for a known id."""
+        known = set(self.user_ids)
+        dup = [u for u in user_ids if u in known]
+        if dup:
+            raise ConfigError(f"user id(s) already known to the model: {', '.join(dup[:5])}")
+        rows = attributes.reindex(columns=self.users.columns).reset_index(drop=True)
+        idx = self.scorer.add_users(rows)
+        self.user_ids = np.concatenate([self.user_ids, np.asarray(user_ids, dtype=object)])
+        self.users = pd.concat([self.users, rows], ignore_index=True) if len(self.users.columns) else \
+            pd.DataFrame(index=range(len(self.user_ids)))  # fmt: skip
+        self.history = sp.vstack([self.history, sp.csr_matrix((len(user_ids), self.history.shape[1]), dtype=self.history.dtype)]).tocsr()
+        return idx
+
+    def update_users(self, indices: np.ndarray, attributes: pd.DataFrame) -> None:
+        """New attributes (whole rows, the model's user columns) for users ``indices``."""
+        rows = attributes.reindex(columns=self.users.columns).reset_index(drop=True)
+        self.scorer.update_users(np.asarray(indices, dtype=np.int64), rows)
+        for col in rows.columns:
+            if pd.api.types.is_numeric_dtype(self.users[col]) and not pd.api.types.is_float_dtype(self.users[col]):
+                self.users[col] = self.users[col].astype("float64")
+            self.users.loc[np.asarray(indices), col] = rows[col].to_numpy()
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         """The model's own encoder (loaded once), through the embedding cache."""
         from metarec.encoders.cache import EmbeddingCache, encode_cached

@@ -289,8 +289,8 @@ def create_app(
     # ------------------------------------------------------------------- users
     @app.put("/users/{user_id}", dependencies=[Key])
     def put_user(user_id: ID, body: UserIn, state: Online) -> dict[str, Any]:
-        state.store.upsert_user(user_id, body.attributes)
-        return {"id": user_id}
+        created = state.put_user(user_id, body.attributes)
+        return {"id": user_id, "created": created}
 
     @app.get("/users/{user_id}/events")
     def user_events(user_id: ID, state: Online, n: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:

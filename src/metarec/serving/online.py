@@ -10,6 +10,7 @@ second replica) serves the same state.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,9 +21,13 @@ import numpy as np
 import pandas as pd
 
 from metarec.data.queries import Queries
+from metarec.errors import DataError
 from metarec.models.io import TrainedModel
 from metarec.ranking import top_k
+from metarec.serving.retrain import write_over
 from metarec.serving.store import Event, EventStore
+
+log = logging.getLogger(__name__)
 
 
 class ReadWriteLock:
@@ -75,6 +80,7 @@ class OnlineRecommender:
         self.can_add_items = model.scorer.can_add_items
         self.last_seq = 0
         self.items_seen_until = -1.0
+        self.users_seen_until = -1.0
         # Users of each never-trained item, for models that warm new items up on their events.
         self.cold_users: dict[int, set[str]] = defaultdict(set)
         self.warm_up_users = 256
@@ -94,6 +100,12 @@ class OnlineRecommender:
             else:
                 self.put_item(item.item_id, item.text, item.attributes, persist=False)
             self.items_seen_until = max(self.items_seen_until, item.updated)
+        for user_id, attributes, updated in self.store.user_changes(since=self.users_seen_until):
+            try:
+                self.put_user(user_id, attributes, persist=False)
+            except DataError as exc:  # stored before attributes were checked: served without them
+                log.warning("user %r: attributes not applied: %s", user_id, exc)
+            self.users_seen_until = max(self.users_seen_until, updated)
         while True:
             batch = self.store.events_since(self.last_seq)
             if not batch:
@@ -152,6 +164,30 @@ class OnlineRecommender:
             self.categories.append(category)
             return True
 
+    def put_user(self, user_id: str, attributes: dict[str, Any], persist: bool = True) -> bool:
+        """Store a user's attributes and serve with them at once; returns whether the user is
+        new to the model. A user the model does not know joins its vocabulary (never trained
+        on), so models that read user attributes (the networks) score a new user from them,
+        before any event; a known user's attributes are updated over the model's. Only the
+        attributes the model was trained with count; a value that does not fit a numeric
+        one (``"age": "old"``) is a DataError naming the user and the attribute, and nothing
+        is stored then."""
+        model = self.model
+        u = self.user_index.get(user_id)
+        base = model.users.iloc[[u]] if u is not None else model.users.iloc[:0].reindex([0])
+        base = base.set_axis([user_id])
+        given = {k: v for k, v in attributes.items() if k in base.columns}
+        row = write_over(base.copy(), {user_id: given}, "user", f"PUT /users/{user_id}")
+        if persist:
+            self.store.upsert_user(user_id, attributes)
+        with self.lock.write():
+            if u is not None:
+                model.update_users(np.array([u]), row)
+                return False
+            (i,) = model.add_users([user_id], row)
+            self.user_index[user_id] = int(i)
+            return True
+
     def delete_item(self, item_id: str, persist: bool = True) -> bool:
         if persist:
             self.store.delete_item(item_id)
@@ -194,9 +230,10 @@ class OnlineRecommender:
         with self.lock.read():
             hist = list(self.history(user_id) if history is None else history)
             n_items = len(self.item_index)
-            # A user with events since training is folded in from the full history.
-            u = self.user_index.get(user_id, -1) if user_id is not None and not self.online.get(user_id) else -1
-            if history is not None:
+            # A trained user with events since training is folded in from the full history;
+            # a user the model was not trained on keeps their index (their attributes).
+            u = self.user_index.get(user_id, -1) if user_id is not None and history is None else -1
+            if u >= 0 and self.online.get(user_id) and self.model.scorer.known_users_[u]:
                 u = -1
             q = Queries.from_histories([u], [hist], n_items)
             scores = self.model.scorer.score(q)[0]

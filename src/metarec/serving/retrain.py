@@ -80,7 +80,7 @@ def _items(model: TrainedModel, stored: list[StoredItem], text_fields: list[str]
         if text_fields:
             row[text_fields[0]] = it.text
         rows[i] = row
-    return _write_over(items, rows, "item", store_url)
+    return write_over(items, rows, "item", store_url)
 
 
 def _users(model: TrainedModel, stored: dict[str, dict], active: np.ndarray, store_url: str) -> pd.DataFrame:
@@ -95,10 +95,10 @@ def _users(model: TrainedModel, stored: dict[str, dict], active: np.ndarray, sto
     rows = {u: {k: v for k, v in a.items() if k in users.columns} for u, a in stored.items()
             if u in active_set or u in users.index}  # fmt: skip
     users = users.reindex(users.index.union(pd.Index(active)))  # the rows above are all in it
-    return _write_over(users, rows, "user", store_url)
+    return write_over(users, rows, "user", store_url)
 
 
-def _write_over(table: pd.DataFrame, rows: dict[str, dict], kind: str, store_url: str) -> pd.DataFrame:
+def write_over(table: pd.DataFrame, rows: dict[str, dict], kind: str, store_url: str) -> pd.DataFrame:
     """``table`` with ``rows`` (``{id: {column: value}}``, ids in its index) written over it.
 
     A numeric column stays numeric: a value that is not a number (``"price": "cheap"``) is an

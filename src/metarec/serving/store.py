@@ -165,6 +165,11 @@ class EventStore:
         """Every stored user's attributes (``PUT /users``), by user id."""
         return {r[0]: json.loads(r[1]) for r in self._query("SELECT user_id, attributes FROM users ORDER BY user_id", [])}
 
+    def user_changes(self, since: float = -1.0) -> list[tuple[str, dict[str, Any], float]]:
+        """``(user_id, attributes, updated)`` of the users changed after ``since`` (oldest first)."""
+        sql = "SELECT user_id, attributes, updated FROM users WHERE updated > ? ORDER BY updated"
+        return [(r[0], json.loads(r[1]), r[2]) for r in self._query(sql, [since])]
+
     def user(self, user_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT attributes FROM users WHERE user_id = ?", [user_id])
         return json.loads(rows[0][0]) if rows else None

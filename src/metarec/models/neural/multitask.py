@@ -41,6 +41,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset, pair_matrix
@@ -663,6 +664,20 @@ class MultiTaskScorer(ContentScorer):
         )
         for net in self._all_nets():
             net.extend_items(n, self.item_vectors_[-n:], self.item_attrs_)
+
+    def _added_users(self, attributes: pd.DataFrame) -> None:
+        n = len(attributes)
+        self.user_attrs_ = self.user_attrs_.append(*self.user_attrs_.encode(attributes))
+        self.history_ = sp.vstack([self.history_, sp.csr_matrix((n, self.history_.shape[1]), dtype=self.history_.dtype)]).tocsr()
+        for net in self._all_nets():
+            net.set_user_attributes(self.user_attrs_)
+
+    def _updated_users(self, indices: np.ndarray, attributes: pd.DataFrame) -> None:
+        codes, numbers = self.user_attrs_.encode(attributes)
+        self.user_attrs_.codes[indices] = codes
+        self.user_attrs_.numbers[indices] = numbers
+        for net in self._all_nets():
+            net.set_user_attributes(self.user_attrs_)
 
     def _updated_items(self, indices: np.ndarray, texts: list[str] | None = None) -> None:
         import torch

@@ -208,6 +208,12 @@ class TaskNet(nn.Module):
         self.item_attrs.numbers = torch.from_numpy(item_attrs.numbers).to(dev)
         self.fill_generated(torch.arange(n_old, n_old + n, device=dev))
 
+    def set_user_attributes(self, user_attrs: Attributes) -> None:
+        """The users' attribute rows, grown (new users) or recoded (changed attributes)."""
+        dev = self.content.device
+        self.user_attrs.codes = torch.from_numpy(user_attrs.codes).to(dev)
+        self.user_attrs.numbers = torch.from_numpy(user_attrs.numbers).to(dev)
+
     @torch.no_grad()
     def fill_generated(self, idx: torch.Tensor | None = None) -> None:
         """Write the generator's embedding into the id rows of never-trained items (all, or
