@@ -367,19 +367,26 @@ def test_ratings_give_a_regression_head(world):
     assert "RMSE[rating]" in rows and 0.0 < rows["RMSE[rating]"] < 2.0
 
 
-def test_a_user_added_after_training_is_scored_from_their_attributes_as_a_cold_user_is(shop, tmp_path):
+@pytest.fixture(scope="module")
+def people(shop):
+    """``shop`` with user attributes (a category and a number) and two cold users, ``c0``
+    and ``c1``: in the vocabulary, with attributes, without interactions."""
+    raw = shop.interactions.assign(user=shop.user_ids[shop.interactions["user"]], item=shop.item_ids[shop.interactions["item"]])
+    ids = [f"u{u}" for u in range(60)] + ["c0", "c1"]
+    users = pd.DataFrame({"side": ["left"] * 30 + ["right"] * 30 + ["left", "right"],
+                          "age": list(range(20, 80)) + [25, 70]}, index=ids)  # fmt: skip
+    items = pd.DataFrame({"category": [f"c{i // 20}" for i in range(40)]}, index=[f"i{i}" for i in range(40)])
+    return build_dataset(raw, source="shop.csv", items=items, users=users, name="shop")
+
+
+def test_a_user_added_after_training_is_scored_from_their_attributes_as_a_cold_user_is(people, tmp_path):
     """``add_users`` (the service's ``PUT /users`` for a user the model does not know): the
     attributes are coded as the training users' were, so a user added with a cold user's
     attributes (in the data's vocabulary, never trained on) gets that cold user's scores, to
     the bit, before and after saving; an unseen category or a non-number codes as missing."""
     from metarec.models.io import load_model, save_model
 
-    raw = shop.interactions.assign(user=shop.user_ids[shop.interactions["user"]], item=shop.item_ids[shop.interactions["item"]])
-    ids = [f"u{u}" for u in range(60)] + ["c0", "c1"]  # c0, c1: cold users, no interactions
-    users = pd.DataFrame({"side": ["left"] * 30 + ["right"] * 30 + ["left", "right"],
-                          "age": list(range(20, 80)) + [25, 70]}, index=ids)  # fmt: skip
-    items = pd.DataFrame({"category": [f"c{i // 20}" for i in range(40)]}, index=[f"i{i}" for i in range(40)])
-    data = build_dataset(raw, source="shop.csv", items=items, users=users, name="shop")
+    data = people
     m = make_scorer("multitask", **FAST).fit(data)
     cold = data.user_index(["c0", "c1"])
     empty = sp.csr_matrix((2, data.n_items))
@@ -399,3 +406,24 @@ def test_a_user_added_after_training_is_scored_from_their_attributes_as_a_cold_u
         # No attributes given: every one missing, as an unseen category and a non-number are.
         (bare,) = model.add_users(pd.DataFrame(index=range(1)))
         np.testing.assert_array_equal(model.score(Queries([bare], sp.csr_matrix((1, data.n_items))))[0], got[2])
+
+
+def test_a_user_who_gives_no_attributes_is_scored_with_the_trained_users_mean_ones(people):
+    """Index -1 (an anonymous user) scores with the mean of the trained users' attribute
+    embeddings in place of their own; in training (and where meta-learning validates its
+    episodes) it has no attribute part."""
+    m = make_scorer("multitask", **FAST).fit(people)
+    net = m.nets_[0].eval()
+    hist = History.build(people.matrix()[[3, 40]])
+    idx = torch.tensor([-1, -1])
+    with torch.no_grad():
+        with net.anonymous_without_attributes():
+            plain = net.users(idx, hist)
+        got = net.users(idx, hist)
+        mean = net.user_attrs(torch.from_numpy(np.flatnonzero(m.known_users_))).mean(0)
+        net.train()
+        trained = net.users(idx, hist)
+        net.eval()
+    torch.testing.assert_close(got - plain, mean.expand(2, -1))
+    assert mean.abs().sum() > 0
+    torch.testing.assert_close(trained, plain)

@@ -164,25 +164,37 @@ def test_a_served_ensemble_recommends_a_posted_item_at_once(tmp_path):
             assert "fresh" in ids(session)
 
 
-def test_a_new_users_attributes_count_from_the_first_request(tmp_path):
+@pytest.fixture(scope="module")
+def network_dir(tmp_path_factory):
+    """A multi-task network on a world whose users have attributes (one numeric)."""
+    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
+    data.users["age"] = np.random.default_rng(0).integers(18, 70, data.n_users)
+    path = tmp_path_factory.mktemp("model") / "multitask"
+    save_model(make_scorer("multitask", encoder="hashing-64", epochs=3).fit(data), data, path)
+    return path
+
+
+def top10(model, users, history, refresh=None):
+    q = Queries(users, history, refresh=refresh)
+    top, _ = model.scorer.recommend(q, n=10)
+    return [[str(model.item_ids[i]) for i in row if i >= 0] for row in top]
+
+
+def test_a_new_users_attributes_count_from_the_first_request(network_dir, tmp_path):
     """``PUT /users`` for a user the model does not know: a network that reads user
     attributes ranks them from those attributes at once, as the model itself scores a user
     added with them (and after a restart, from the store); a non-number for a numeric
     attribute is a 422 naming it, and nothing is stored."""
     from metarec.models.io import load_model
 
-    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
-    data.users["age"] = np.random.default_rng(0).integers(18, 70, data.n_users)
-    path = tmp_path / "multitask"
-    save_model(make_scorer("multitask", encoder="hashing-64", epochs=3).fit(data), data, path)
+    path = network_dir
     people = {"ann": {"gender": "F", "age_band": "55+", "region": "west", "age": 61},
               "bob": {"gender": "M", "age_band": "18-24", "region": "east", "age": "19", "unused": 1}}  # fmt: skip
     reference = load_model(path)
     want = {}
     for name, attrs in people.items():
         (u,) = reference.scorer.add_users(pd.DataFrame([attrs]))
-        top, _ = reference.scorer.recommend(Queries([u], sp.csr_matrix((1, data.n_items))), n=10)
-        want[name] = [str(reference.item_ids[i]) for i in top[0]]
+        (want[name],) = top10(reference, [u], sp.csr_matrix((1, len(reference.item_ids))))
     assert want["ann"] != want["bob"]
     store = f"sqlite:///{tmp_path / 'events.db'}"
     with TestClient(create_app(path, store, "test-key")) as c:
@@ -202,3 +214,34 @@ def test_a_new_users_attributes_count_from_the_first_request(tmp_path):
         # A known user's attributes change too: bob takes ann's, and her list.
         assert c.put("/users/bob", json={"attributes": people["ann"]}, headers=KEY).json()["created"] is False
         assert ids(c.get("/users/bob/recommendations?n=10")) == want["ann"]
+
+
+@pytest.mark.parametrize("kind", ["network", "ials"])
+def test_a_trained_users_new_events_count(kind, network_dir, tmp_path):
+    """A trained user's events since training count at once. The network keeps the user's
+    id and attributes and reads the whole history; iALS, whose trained user factors do not
+    read the history, folds the user in from it (``Queries.refresh``)."""
+    from metarec.models.io import load_model
+
+    path = network_dir
+    if kind == "ials":
+        world = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
+        path = tmp_path / "ials"
+        save_model(make_scorer("ials").fit(world), world, path)
+    model = load_model(path)
+    u = int(np.flatnonzero(model.user_ids == "u00007")[0])
+    before = top10(model, [u], model.history[[u]])[0]
+    clicked = before[:3]
+    hist = model.history[[u]].tolil()
+    hist[0, [int(np.flatnonzero(model.item_ids == i)[0]) for i in clicked]] = 1
+    hist = hist.tocsr()
+    want = top10(model, [u], hist, refresh=[True])[0]
+    as_new = top10(model, [-1], hist)[0]
+    if kind == "ials":
+        assert want == as_new  # folded in
+    else:
+        assert want != as_new  # its id and attributes count
+    with TestClient(create_app(path, f"sqlite:///{tmp_path / 'events.db'}", "test-key")) as c:
+        assert ids(c.get("/users/u00007/recommendations?n=10")) == before
+        c.post("/events", json={"events": [{"user_id": "u00007", "item_id": i} for i in clicked]}, headers=KEY)
+        assert ids(c.get("/users/u00007/recommendations?n=10")) == want

@@ -43,3 +43,8 @@ def test_users_attributes_are_listed_as_last_put(store):
     store.upsert_user("u2", {"age": 31})  # a second PUT replaces the attributes
     assert store.users() == {"u1": {"age": 20}, "u2": {"age": 31}}
     assert store.user("u2") == {"age": 31} and store.user("u3") is None
+    # Changes since a time, oldest first (how a serving process catches up on PUT /users).
+    changes = store.user_changes()
+    assert [(u, a) for u, a, _ in changes] == [("u1", {"age": 20}), ("u2", {"age": 31})]
+    assert store.user_changes(since=changes[0][2]) == changes[1:]
+    assert store.user_changes(since=changes[-1][2]) == []

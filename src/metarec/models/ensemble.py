@@ -299,7 +299,8 @@ class _Member:
         for s in self.scorers:
             m = s.n_items_
             if m < n:  # items added since it was fit: it sees the rest, and scores them NaN
-                q = Queries(queries.users, queries.history[:, :m], None if queries.values is None else queries.values[:, :m])
+                q = Queries(queries.users, queries.history[:, :m], None if queries.values is None else queries.values[:, :m],
+                            queries.refresh)  # fmt: skip
                 raw = np.hstack([s.score(q), np.full((len(queries), n - m), np.nan, dtype=np.float32)])
             else:
                 raw = s.score(queries)

@@ -128,9 +128,11 @@ class OnlineRecommender:
                     self.last_seq = max(self.last_seq, e.seq)
             for i in sorted(touched):  # a new item's first events warm its embedding up (MetaEmb)
                 users = sorted(self.cold_users[i])[-self.warm_up_users :]
-                # (folded in from their histories, as `recommend` scores users with new events)
+                # (each user as `recommend` scores them: their index, their history since)
                 histories = [[j for j in self.history(u) if j != i] for u in users]
-                scorer.warm_up(i, Queries.from_histories([-1] * len(users), histories, len(self.item_index)))
+                q = Queries.from_histories([self.user_index.get(u, -1) for u in users], histories, len(self.item_index))
+                q.refresh = q.users >= 0
+                scorer.warm_up(i, q)
 
     def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
         return [i for i in item_ids if i not in self.item_index or self.deleted[self.item_index[i]]]
@@ -230,12 +232,12 @@ class OnlineRecommender:
         with self.lock.read():
             hist = list(self.history(user_id) if history is None else history)
             n_items = len(self.item_index)
-            # A trained user with events since training is folded in from the full history;
-            # a user the model was not trained on keeps their index (their attributes).
+            # The user keeps their index (id, attributes); a trained user with events since
+            # training is marked, so that models with a trained per-user state that ignores
+            # the history (factor models) fold them in from the full history instead.
             u = self.user_index.get(user_id, -1) if user_id is not None and history is None else -1
-            if u >= 0 and self.online.get(user_id) and self.model.scorer.known_users_[u]:
-                u = -1
             q = Queries.from_histories([u], [hist], n_items)
+            q.refresh = np.array([u >= 0 and bool(self.online.get(user_id))])
             scores = self.model.scorer.score(q)[0]
             blocked = self.deleted.copy()
             if exclude_seen:

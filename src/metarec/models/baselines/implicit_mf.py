@@ -115,6 +115,8 @@ class _FactorScorer(Scorer):
         users = queries.users
         known = (users >= 0) & (users < len(self.known_users_))
         known[known] = self.known_users_[users[known]]
+        if queries.refresh is not None:  # events since training: folded in from the history
+            known &= ~queries.refresh
         uf = np.zeros((len(users), self.item_factors_.shape[1]), dtype=np.float32)
         uf[known] = self.user_factors_[users[known]]
         if (~known).any():

@@ -24,6 +24,7 @@ the support set, exactly as a new user's request looks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import zlib
@@ -382,7 +383,11 @@ class FinetuneScorer(MultiTaskScorer):
 
             out = []
             for q, rel in val_sets:
-                s = self._score(q)
+                # Judged as trained: episodes' users (-1) have no attributes.
+                with contextlib.ExitStack() as stack:
+                    for n_ in self._all_nets():
+                        stack.enter_context(n_.anonymous_without_attributes())
+                    s = self._score(q)
                 s[q.history.nonzero()] = np.nan
                 top = top_k(s, 10)
                 hits = np.take_along_axis(rel.toarray() > 0, top, axis=1)

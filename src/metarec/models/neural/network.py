@@ -23,7 +23,8 @@ The user representation and the heads are separate calls (:meth:`TaskNet.users`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -264,14 +265,45 @@ class TaskNet(nn.Module):
 
     def all_items(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`items` of the whole catalogue, detached, cached while no parameter or buffer
+        changes (:meth:`_cached`): a request pays for the catalogue's item vectors once per
+        model change, not once per call."""
+        return self._cached("_all_items", lambda: self.items(torch.arange(len(self.known_items), device=self.content.device)))
+
+    def anonymous_attributes(self) -> torch.Tensor | None:
+        """The attribute part of a user who gives none (index -1) when scoring: the mean of
+        the trained users' attribute embeddings, the attributes of a typical user. (A zero
+        vector, the alternative, is no user the network was trained on: the multi-task
+        network ranked such users, once they had a history, far below the cold-start list.)
+        In training, -1 keeps no attributes (meta-learning's episodes)."""
+        if not len(self.user_attrs.cats) and self.user_attrs.num is None:
+            return None
+
+        def mean() -> torch.Tensor:
+            n = min(len(self.known_users), len(self.user_attrs.codes))
+            rows = torch.nonzero(self.known_users[:n]).squeeze(1)
+            return self.user_attrs(rows).mean(0) if len(rows) else torch.zeros(self.user_id.embedding_dim, device=rows.device)
+
+        return self._cached("_anonymous_attributes", mean)
+
+    @contextmanager
+    def anonymous_without_attributes(self) -> Iterator[None]:
+        """Within: a user at index -1 has no attribute part when scoring either, as in
+        training (meta-learning validates its episodes so)."""
+        object.__setattr__(self, "_no_anonymous_attributes", True)
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_no_anonymous_attributes", False)
+
+    def _cached(self, name: str, compute):
+        """``compute()`` (no gradient), cached under ``name`` while no parameter or buffer
         changes: an in-place update (an optimiser step, a warm-up, a load) bumps a tensor's
-        version, a replaced one (new items) is another tensor, a moved one (another device)
-        has another data pointer; the cache holds the tensors it was computed from, so a
-        freed one's id cannot be mistaken for them. A request then pays for the catalogue's
-        item vectors once per model change, not once per call."""
+        version, a replaced one (new items or users) is another tensor, a moved one (another
+        device) has another data pointer; the cache holds the tensors it was computed from,
+        so a freed one's id cannot be mistaken for them."""
         state = [*self.parameters(), *self.buffers()]
         versions = [(t._version, t.data_ptr()) for t in state]
-        cached = getattr(self, "_all_items", None)
+        cached = getattr(self, name, None)
         if (
             cached is None
             or cached[0] != self.training
@@ -280,13 +312,14 @@ class TaskNet(nn.Module):
             or cached[2] != versions
         ):
             with torch.no_grad():
-                out = self.items(torch.arange(len(self.known_items), device=self.content.device))
+                out = compute()
             cached = (self.training, state, versions, out)
-            object.__setattr__(self, "_all_items", cached)
+            object.__setattr__(self, name, cached)
         return cached[3]
 
     def users(self, idx: torch.Tensor, history: History) -> torch.Tensor:
-        """``u (n, dim)`` for user indices ``idx`` (-1: unknown) and their :class:`History`.
+        """``u (n, dim)`` for user indices ``idx`` (-1: unknown, and without attributes:
+        :meth:`anonymous_attributes`) and their :class:`History`.
 
         The history part is the mean over the history's items of their "source" embedding
         (trained items only) and of their projected content vector, with each row's target
@@ -295,7 +328,9 @@ class TaskNet(nn.Module):
         u = self.user_id(self._ids(idx, self.known_users))
         a = self.user_attrs(idx.clamp(min=0))
         if a is not None:
-            u = u + torch.where((idx >= 0)[:, None], a, torch.zeros_like(a))
+            plain = self.training or getattr(self, "_no_anonymous_attributes", False)
+            none = torch.zeros_like(a) if plain else self.anonymous_attributes().expand_as(a)
+            u = u + torch.where((idx >= 0)[:, None], a, none)
         h = history
         n_items = len(self.known_items)
         known = self.known_items.float()
