@@ -214,6 +214,12 @@ def test_a_new_users_attributes_count_from_the_first_request(network_dir, tmp_pa
         # A known user's attributes change too: bob takes ann's, and her list.
         assert c.put("/users/bob", json={"attributes": people["ann"]}, headers=KEY).json()["created"] is False
         assert ids(c.get("/users/bob/recommendations?n=10")) == want["ann"]
+        # A PUT replaces the attributes an earlier one gave (as the store keeps them).
+        (u,) = reference.scorer.add_users(pd.DataFrame([{"gender": "M"}]))
+        (only_gender,) = top10(reference, [u], sp.csr_matrix((1, len(reference.item_ids))))
+        assert only_gender != want["ann"]
+        c.put("/users/bob", json={"attributes": {"gender": "M"}}, headers=KEY)
+        assert ids(c.get("/users/bob/recommendations?n=10")) == only_gender
 
 
 @pytest.mark.parametrize("kind", ["network", "ials"])

@@ -73,6 +73,8 @@ class OnlineRecommender:
         self.lock = ReadWriteLock()
         self.item_index: dict[str, int] = {str(k): i for i, k in enumerate(model.item_ids)}
         self.user_index: dict[str, int] = {str(k): i for i, k in enumerate(model.user_ids)}
+        # The users' attributes as trained: a PUT replaces what was PUT before, over these.
+        self.trained_users = model.users.copy()
         self.online: dict[str, set[int]] = defaultdict(set)
         self.deleted = np.zeros(len(model.item_ids), dtype=bool)
         self.categories = _category_text(model.items)
@@ -170,13 +172,15 @@ class OnlineRecommender:
         """Store a user's attributes and serve with them at once; returns whether the user is
         new to the model. A user the model does not know joins its vocabulary (never trained
         on), so models that read user attributes (the networks) score a new user from them,
-        before any event; a known user's attributes are updated over the model's. Only the
+        before any event; a known user's replace what an earlier PUT gave, over the model's
+        (as the store keeps them, and as retraining reads them). Only the
         attributes the model was trained with count; a value that does not fit a numeric
         one (``"age": "old"``) is a DataError naming the user and the attribute, and nothing
         is stored then."""
         model = self.model
         u = self.user_index.get(user_id)
-        base = model.users.iloc[[u]] if u is not None else model.users.iloc[:0].reindex([0])
+        trained = self.trained_users
+        base = trained.iloc[[u]] if u is not None and u < len(trained) else trained.iloc[:0].reindex([0])
         base = base.set_axis([user_id])
         given = {k: v for k, v in attributes.items() if k in base.columns}
         row = write_over(base.copy(), {user_id: given}, "user", f"PUT /users/{user_id}")

@@ -28,7 +28,7 @@ class Attributes:
     ``coding`` is how the columns were coded (each categorical column's vocabulary, each
     numeric column's scaling), so that rows added later (a new user's attributes, given to
     the service) are coded exactly as the training rows were: :meth:`encode`. It is ``None``
-    for a model saved before it was kept; new rows then have no attribute."""
+    for a model saved before it was kept; new rows then code as missing."""
 
     codes: np.ndarray
     sizes: list[int]
