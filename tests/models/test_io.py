@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from metarec.data.synthetic import WorldConfig, make_world
 from metarec.errors import ConfigError
 from metarec.models import make_scorer
 from metarec.models.io import load_model, save_model
@@ -56,3 +57,16 @@ def test_an_ensemble_takes_new_items_through_its_content_member(tmp_path):
     save_model(make_scorer("ensemble", members="ease,itemknn", folds=1).fit(data), data, tmp_path / "c")
     with pytest.raises(ConfigError, match="cannot score an item from its content"):
         load_model(tmp_path / "c").add_items(["x"], ["text"])
+
+
+def test_a_known_users_given_history_is_the_one_scored(tmp_path):
+    """``recommend(user_id, history=...)``: the history given is the user's now, so iALS
+    folds the user in from it (``Queries.refresh``) rather than use the trained factors."""
+    data = make_world(WorldConfig(n_users=60, n_items=40, seed=2))
+    save_model(make_scorer("ials").fit(data), data, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    user = str(model.user_ids[0])
+    history = [str(i) for i in model.item_ids[:3]]
+    given = model.recommend(user, history=history, n=10)
+    assert given == model.recommend(None, history=history, n=10)
+    assert given != model.recommend(user, n=10)
