@@ -328,9 +328,11 @@ class TaskNet(nn.Module):
         u = self.user_id(self._ids(idx, self.known_users))
         a = self.user_attrs(idx.clamp(min=0))
         if a is not None:
-            plain = self.training or getattr(self, "_no_anonymous_attributes", False)
-            none = torch.zeros_like(a) if plain else self.anonymous_attributes().expand_as(a)
-            u = u + torch.where((idx >= 0)[:, None], a, none)
+            given = idx >= 0
+            # The mean is looked up (a walk over the parameters' versions) only when needed.
+            anonymous = not (self.training or getattr(self, "_no_anonymous_attributes", False) or bool(given.all()))
+            none = self.anonymous_attributes().expand_as(a) if anonymous else torch.zeros_like(a)
+            u = u + torch.where(given[:, None], a, none)
         h = history
         n_items = len(self.known_items)
         known = self.known_items.float()
