@@ -55,6 +55,20 @@ def fitted(world):
     return {name: make_scorer(name).fit(world) for name in ALL}
 
 
+@pytest.fixture(scope="module")
+def board_fit(board):
+    """``board_fit(name)``: a fresh copy of ``name`` fit once on the checkerboard (with its
+    small-data parameters), so that the tests which change a model change only their copy."""
+    fits = {}
+
+    def get(name):
+        if name not in fits:
+            fits[name] = make_scorer(name, **SMALL_DATA_PARAMS.get(name, {})).fit(board[0])
+        return copy.deepcopy(fits[name])
+
+    return get
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_scores_have_the_contract_shape(name, fitted, world):
     s = fitted[name]
@@ -132,18 +146,19 @@ def test_save_and_load_give_the_same_scores(name, fitted, world, tmp_path):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_seeded_training_is_repeatable(name, world):
+def test_seeded_training_is_repeatable(name, fitted, world):
+    """A second fit, after every other model's (other global random states), scores alike."""
     q = Queries([0, -1], world.matrix()[[0, 3]])
-    a = make_scorer(name).fit(world).score(q)
+    a = fitted[name].score(q)
     b = make_scorer(name).fit(world).score(q)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", COLLABORATIVE)
-def test_known_answer_on_a_checkerboard(name, board):
+def test_known_answer_on_a_checkerboard(name, board, board_fit):
     """Each user has seen all but one item of their block: that item must come first."""
     data, missing = board
-    s = make_scorer(name, **SMALL_DATA_PARAMS.get(name, {})).fit(data)
+    s = board_fit(name)
     users = np.arange(data.n_users)
     ids, _ = s.recommend(Queries(users, data.matrix()), n=1)
     assert (ids[:, 0] == missing).mean() >= 0.9
@@ -175,9 +190,9 @@ def test_ials_fold_in_is_implicits_own_user_step(world):
 
 
 @pytest.mark.parametrize("name", CONTENT)
-def test_a_new_item_is_scored_from_its_text_at_once(name, board):
+def test_a_new_item_is_scored_from_its_text_at_once(name, board, board_fit):
     data, _ = board
-    s = make_scorer(name, **SMALL_DATA_PARAMS.get(name, {})).fit(data)
+    s = board_fit(name)
     from metarec.encoders import make_encoder
 
     vec = make_encoder(s.content_config()).encode(["blue tent model 999"])
@@ -191,10 +206,10 @@ def test_a_new_item_is_scored_from_its_text_at_once(name, board):
 
 
 @pytest.mark.parametrize("name", CONTENT)
-def test_a_changed_text_counts_at_once(name, board):
+def test_a_changed_text_counts_at_once(name, board, board_fit):
     """A red kettle re-described as a blue tent climbs in blue-tent users' rankings."""
     data, _ = board
-    s = make_scorer(name, **SMALL_DATA_PARAMS.get(name, {})).fit(data)
+    s = board_fit(name)
     from metarec.encoders import make_encoder
 
     users = Queries(np.arange(20, 40), data.matrix()[20:])  # block-1 (blue tent) users
