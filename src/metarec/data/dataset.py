@@ -165,6 +165,19 @@ def pair_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
     return m
 
 
+def grown(matrix: sp.spmatrix, rows: int = 0, columns: int = 0) -> sp.csr_matrix:
+    """``matrix`` as CSR with ``rows`` empty rows below it and ``columns`` empty columns to its
+    right (users or items added after training: no interactions yet), dtype kept.
+
+    >>> m = grown(sp.csr_matrix(np.eye(2, dtype=np.float32)), rows=1, columns=2)
+    >>> m.shape, m.dtype.name, m.nnz
+    ((3, 4), 'float32', 2)
+    """
+    m = sp.csr_matrix(matrix)
+    indptr = np.concatenate([m.indptr, np.full(rows, m.indptr[-1], dtype=m.indptr.dtype)])
+    return sp.csr_matrix((m.data, m.indices, indptr), shape=(m.shape[0] + rows, m.shape[1] + columns))
+
+
 def _lookup(vocab: np.ndarray, ids: Iterable[Any]) -> np.ndarray:
     ids = np.asarray([str(i) for i in ids], dtype=object)
     idx = pd.Index(vocab).get_indexer(ids)

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from metarec import __version__
-from metarec.data.dataset import Dataset
+from metarec.data.dataset import Dataset, grown
 from metarec.data.queries import Queries
 from metarec.errors import ConfigError, DataError
 from metarec.models.base import Scorer
@@ -168,7 +168,7 @@ class TrainedModel:
         if self.scorer.content_config().template is None and "text" not in self.items.columns and len(self.items.columns):
             new_rows[self.items.columns[0]] = texts
         self.items = pd.concat([self.items, new_rows], ignore_index=True)
-        self.history = sp.hstack([self.history, sp.csr_matrix((self.history.shape[0], len(item_ids)))]).tocsr()
+        self.history = grown(self.history, columns=len(item_ids))
         return idx
 
     def update_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
@@ -199,7 +199,7 @@ class TrainedModel:
         self.user_ids = np.concatenate([self.user_ids, np.asarray(user_ids, dtype=object)])
         self.users = pd.concat([self.users, rows], ignore_index=True) if len(self.users.columns) else \
             pd.DataFrame(index=range(len(self.user_ids)))  # fmt: skip
-        self.history = sp.vstack([self.history, sp.csr_matrix((len(user_ids), self.history.shape[1]), dtype=self.history.dtype)]).tocsr()
+        self.history = grown(self.history, rows=len(user_ids))
         return idx
 
     def update_users(self, indices: np.ndarray, attributes: pd.DataFrame) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from metarec.data.dataset import Dataset
+from metarec.data.dataset import Dataset, grown
 from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
 from metarec.models.content.base import (
@@ -281,9 +281,7 @@ class TwoTowerScorer(ContentScorer):
         seen = np.concatenate([seen, np.zeros(n, dtype=bool)])
         rows = np.arange(self.n_items_ - n, self.n_items_)
         new_nbrs = content_neighbours(self.item_vectors_, seen, c.neighbours, c.neighbour_temperature, rows=rows)
-        old = self.neighbours_
-        old = sp.csr_matrix((old.data, old.indices, old.indptr), shape=(self.n_items_ - n, self.n_items_))
-        self.neighbours_ = sp.vstack([old, new_nbrs]).tocsr()
+        self.neighbours_ = sp.vstack([grown(self.neighbours_, columns=n), new_nbrs]).tocsr()
 
         net = self.net_
         new = torch.from_numpy(self.item_vectors_[-n:])

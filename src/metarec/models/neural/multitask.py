@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from metarec.data.dataset import Dataset, pair_matrix
+from metarec.data.dataset import Dataset, grown, pair_matrix
 from metarec.data.queries import Queries
 from metarec.data.tasks import Task, any_positive, interaction_tasks, resolve_tasks, task_labels
 from metarec.encoders.content import ContentConfig, item_content
@@ -666,9 +666,8 @@ class MultiTaskScorer(ContentScorer):
             net.extend_items(n, self.item_vectors_[-n:], self.item_attrs_)
 
     def _added_users(self, attributes: pd.DataFrame) -> None:
-        n = len(attributes)
         self.user_attrs_ = self.user_attrs_.append(*self.user_attrs_.encode(attributes))
-        self.history_ = sp.vstack([self.history_, sp.csr_matrix((n, self.history_.shape[1]), dtype=self.history_.dtype)]).tocsr()
+        self.history_ = grown(self.history_, rows=len(attributes))
         for net in self._all_nets():
             net.set_user_attributes(self.user_attrs_)
 
