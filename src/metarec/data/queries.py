@@ -50,9 +50,10 @@ class Queries:
 
     @classmethod
     def from_histories(
-        cls, users: list[int] | np.ndarray, histories: list[list[int]], n_items: int
+        cls, users: list[int] | np.ndarray, histories: list[list[int]], n_items: int,
+        refresh: np.ndarray | None = None,
     ) -> Queries:
-        """Build from per-user lists of item indices."""
+        """Build from per-user lists of item indices (``refresh``: as the attribute)."""
         indptr = np.cumsum([0] + [len(h) for h in histories])
         indices = np.asarray([i for h in histories for i in h], dtype=np.int32)
         m = sp.csr_matrix(
@@ -60,4 +61,4 @@ class Queries:
         )
         m.sum_duplicates()
         m.data[:] = 1.0
-        return cls(np.asarray(users), m)
+        return cls(np.asarray(users), m, refresh=refresh)

@@ -250,8 +250,8 @@ class TrainedModel:
             unknown = [h for h, i in zip(history, hist_idx) if i < 0]
             if unknown:
                 raise ConfigError(f"unknown item id(s) in history: {', '.join(map(str, unknown[:5]))}")
-        q = Queries.from_histories([u], [list(hist_idx)], len(self.item_ids))
-        q.refresh = np.array([u >= 0 and history is not None])  # a given history: the user's now
+        # A given history is the user's history now.
+        q = Queries.from_histories([u], [list(hist_idx)], len(self.item_ids), refresh=[u >= 0 and history is not None])
         ids, scores = self.scorer.recommend(q, n=n, exclude_seen=exclude_seen)
         return [(str(self.item_ids[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 

@@ -132,9 +132,8 @@ class OnlineRecommender:
                 users = sorted(self.cold_users[i])[-self.warm_up_users :]
                 # (each user as `recommend` scores them: their index, their history since)
                 histories = [[j for j in self.history(u) if j != i] for u in users]
-                q = Queries.from_histories([self.user_index.get(u, -1) for u in users], histories, len(self.item_index))
-                q.refresh = q.users >= 0
-                scorer.warm_up(i, q)
+                idx = np.array([self.user_index.get(u, -1) for u in users])
+                scorer.warm_up(i, Queries.from_histories(idx, histories, len(self.item_index), refresh=idx >= 0))
 
     def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
         return [i for i in item_ids if i not in self.item_index or self.deleted[self.item_index[i]]]
@@ -240,8 +239,7 @@ class OnlineRecommender:
             # training is marked, so that models with a trained per-user state that ignores
             # the history (factor models) fold them in from the full history instead.
             u = self.user_index.get(user_id, -1) if user_id is not None and history is None else -1
-            q = Queries.from_histories([u], [hist], n_items)
-            q.refresh = np.array([u >= 0 and bool(self.online.get(user_id))])
+            q = Queries.from_histories([u], [hist], n_items, refresh=[u >= 0 and bool(self.online.get(user_id))])
             scores = self.model.scorer.score(q)[0]
             blocked = self.deleted.copy()
             if exclude_seen:
