@@ -80,6 +80,24 @@ def test_members_parse_and_bad_members_are_named():
         make_scorer("ensemble", normalise="softmax")
 
 
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [("metric", "NDCG10"), ("metric", "NDCG@0"), ("metric", "AUC@10"), ("folds", 0), ("validation_users", 0.0),
+     ("new_users", 1.0), ("holdout_share", 0.0), ("holdout_share", 1.0), ("min_segment_users", 0),
+     ("significance", -1.0)],
+)  # fmt: skip
+def test_bad_settings_are_named_before_any_member_trains(param, value):
+    with pytest.raises(ConfigError, match=f"ensemble: {param}"):
+        make_scorer("ensemble", members="pop,ease", **{param: value})
+
+
+def test_without_validation_users_the_members_get_equal_weights_and_a_warning(world, caplog):
+    s = make_scorer("ensemble", members="pop,ease", folds=1, validation_users=1e-6).fit(world)
+    assert "no validation users" in caplog.text
+    np.testing.assert_allclose(s.weights_, 0.5)
+    assert s.validation_ == {}
+
+
 def test_member_parameters_reach_the_members(world):
     s = make_scorer("ensemble", members="pop,ials", folds=1, **{"ials.factors": 8}).fit(world)
     ials = s.members_[1].scorers[0]

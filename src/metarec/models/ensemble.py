@@ -96,6 +96,18 @@ class EnsembleConfig:
     seed: int = 42
 
 
+def metric_cutoff(metric: str) -> int:
+    """The cutoff of a ranking metric named ``NAME@K`` (``NDCG@10`` -> 10); a ConfigError else.
+
+    >>> metric_cutoff("Recall@20")
+    20
+    """
+    name, _, cut = metric.partition("@")
+    if not cut.isdigit() or int(cut) < 1 or name not in ("Recall", "Precision", "NDCG", "HitRate", "MRR", "MAP"):
+        raise ConfigError(f"ensemble: metric {metric!r} is not NAME@K, e.g. NDCG@10 or Recall@20")
+    return int(cut)
+
+
 def parse_members(spec: str | list[str]) -> list[tuple[str, int]]:
     """``"ease,ials*3"`` -> ``[("ease", 1), ("ials", 3)]``.
 
@@ -330,8 +342,20 @@ class EnsembleScorer(Scorer):
         unknown = set(self.config.params) - {n for n, _ in self.spec_}
         if unknown:
             raise ConfigError(f"ensemble: parameters for {', '.join(sorted(unknown))}, which is not a member")
-        if self.config.normalise not in NORMALISATIONS:
-            raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {self.config.normalise!r}")
+        c = self.config
+        if c.normalise not in NORMALISATIONS:
+            raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {c.normalise!r}")
+        metric_cutoff(c.metric)  # a bad value is an error now, not after the members' training
+        for name, ok, rule in (
+            ("folds", c.folds >= 1, "at least 1"),
+            ("validation_users", 0 < c.validation_users <= 1, "in (0, 1]"),
+            ("new_users", 0 <= c.new_users < 1, "in [0, 1)"),
+            ("holdout_share", 0 < c.holdout_share < 1, "in (0, 1)"),
+            ("min_segment_users", c.min_segment_users >= 1, "at least 1"),
+            ("significance", c.significance >= 0, "at least 0"),
+        ):
+            if not ok:
+                raise ConfigError(f"ensemble: {name} must be {rule}, not {getattr(c, name)!r}")
         self.segments_ = HISTORY_SEGMENTS if self.config.segments else ((0, None),)
         names = segment_names(self.segments_) if self.config.segments else ["all"]
         #: Weight rows: one per history segment, then (``new_apart``) one per segment for new users.
@@ -378,6 +402,9 @@ class EnsembleScorer(Scorer):
                 folds.append(self._validation_scores(members, split.query_sets, data.n_items, c.seed + f, known))
             if folds:
                 self._fit_weights(folds)
+            else:
+                log.warning("ensemble: no validation users (users with more than 3 pairs, a validation_users share of "
+                            "them); the members get equal weights")
         if members is None or c.refit or not self.validation_:
             members = self._members()
             for m in members:
@@ -425,10 +452,7 @@ class EnsembleScorer(Scorer):
         rel = sp.vstack([f[2] for f in folds]).toarray() > 0
         n_rel = rel.sum(axis=1)
         metric = c.metric
-        name, _, cut = metric.partition("@")
-        if not cut.isdigit() or name not in ("Recall", "Precision", "NDCG", "HitRate", "MRR", "MAP"):
-            raise ConfigError(f"ensemble: metric {metric!r} is not NAME@K, e.g. NDCG@10 or Recall@20")
-        cutoff = int(cut)
+        cutoff = metric_cutoff(metric)
 
         def ranked(s: np.ndarray, rows: np.ndarray) -> np.ndarray:
             """Each user's metric for scores ``s`` (never ranked: ``-inf``) of users ``rows``."""
