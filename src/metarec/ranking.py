@@ -6,30 +6,51 @@ from __future__ import annotations
 import numpy as np
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
     """Column indices of the ``k`` highest scores per row, best first; NaN ranks last.
 
     Args:
         scores: ``(n, m)`` float array (not modified).
         k: how many to keep (clipped to ``m``).
+        tiebreak: ``(m,)``, higher first among equal scores (e.g. the items' popularity, so
+            that a model with nothing to say about a user, such as EASE for a user with no
+            history, falls back to the most popular items); ``None``: ties in no set order.
 
     Returns:
         ``(n, min(k, m))`` int64 indices.
 
     >>> top_k(np.array([[0.1, np.nan, 0.7, 0.3]]), 2).tolist()
     [[2, 3]]
+    >>> top_k(np.array([[0.0, 0.0, 0.5, 0.0]]), 3, tiebreak=np.array([1, 9, 0, 5])).tolist()
+    [[2, 1, 3]]
     """
     n, m = scores.shape
     k = min(k, m)
     if k == 0:
         return np.zeros((n, 0), dtype=np.int64)
     s = np.where(np.isnan(scores), -np.inf, scores)
+    if tiebreak is not None:
+        return np.stack([_top_k_row(row, k, np.asarray(tiebreak)) for row in s])
     if k < m:
         part = np.argpartition(-s, k - 1, axis=1)[:, :k]
     else:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def _top_k_row(s: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
+    """:func:`top_k` of one row (NaN already ``-inf``) with ties broken by ``tiebreak``: the
+    scores above the k-th are all kept, and the items tied with it are taken by ``tiebreak``,
+    so a row of equal scores costs one partition, not a sort of the catalogue."""
+    kth = np.partition(s, len(s) - k)[len(s) - k]  # the k-th highest score
+    above = np.flatnonzero(s > kth)
+    tied = np.flatnonzero(s == kth)
+    need = k - len(above)
+    if len(tied) > need:
+        tied = tied[np.argpartition(-tiebreak[tied], need - 1)[:need]]
+    chosen = np.concatenate([above, tied])
+    return chosen[np.lexsort((-tiebreak[chosen], -s[chosen]))].astype(np.int64)
 
 
 def nearest(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -70,3 +70,16 @@ def test_a_known_users_given_history_is_the_one_scored(tmp_path):
     given = model.recommend(user, history=history, n=10)
     assert given == model.recommend(None, history=history, n=10)
     assert given != model.recommend(user, n=10)
+
+
+@pytest.mark.parametrize("name", ["ease", "ials", "itemknn"])
+def test_a_user_a_model_has_nothing_to_say_about_gets_the_popular_items(tmp_path, name):
+    """A new user with no history scores every item the same under these models: the ranking
+    falls back to the items' training popularity, most popular first, not to item order."""
+    data = make_world(WorldConfig(n_users=150, n_items=60, seed=3))
+    save_model(make_scorer(name).fit(data), data, tmp_path / name)
+    model = load_model(tmp_path / name)
+    popularity = model.popularity()
+    assert popularity.sum() == data.matrix().nnz
+    got = [model.item_ids.tolist().index(i) for i, _ in model.recommend(None, n=8)]
+    np.testing.assert_array_equal(popularity[got], np.sort(popularity)[::-1][:8])

@@ -251,3 +251,22 @@ def test_a_trained_users_new_events_count(kind, network_dir, tmp_path):
         assert ids(c.get("/users/u00007/recommendations?n=10")) == before
         c.post("/events", json={"events": [{"user_id": "u00007", "item_id": i} for i in clicked]}, headers=KEY)
         assert ids(c.get("/users/u00007/recommendations?n=10")) == want
+
+
+def test_a_user_the_model_knows_nothing_of_gets_what_is_popular_now(tmp_path):
+    """EASE scores every item the same for a user with no history: the service ranks them by
+    users per item, training and live, so live events lift an item for the next newcomer."""
+    data = make_world(WorldConfig(n_users=150, n_items=60, seed=3))
+    save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    popularity = np.asarray(data.matrix().getnnz(axis=0))
+    order = np.argsort(-popularity, kind="stable")
+    app = create_app(tmp_path / "ease", f"sqlite:///{tmp_path / 'events.db'}", "test-key")
+    with TestClient(app) as c:
+        first = ids(c.get("/users/newcomer/recommendations?n=5"))
+        got = [int(np.flatnonzero(data.item_ids == i)[0]) for i in first]
+        np.testing.assert_array_equal(popularity[got], popularity[order[:5]])
+        rare = str(data.item_ids[order[popularity[order] > 0][-1]])  # the least popular item EASE knows
+        assert rare not in first
+        events = [{"user_id": f"fan{j}", "item_id": rare} for j in range(popularity.max() + 1)]
+        assert c.post("/events", json={"events": events}, headers=KEY).json()["accepted"] == len(events)
+        assert ids(c.get("/users/another/recommendations?n=5"))[0] == rare

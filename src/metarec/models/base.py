@@ -83,15 +83,18 @@ class Scorer:
         return scores if items is None else scores[:, items]
 
     def recommend(
-        self, queries: Queries, n: int = 10, exclude_seen: bool = True, items: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` item indices and scores per query (``-1``/NaN pad when fewer are scorable)."""
+        self, queries: Queries, n: int = 10, exclude_seen: bool = True, items: np.ndarray | None = None,
+        tiebreak: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Top-``n`` item indices and scores per query (``-1``/NaN pad when fewer are scorable);
+        ``tiebreak`` (one value per candidate, higher first) orders equal scores
+        (:func:`metarec.ranking.top_k`)."""
         cand = np.arange(self.n_items_) if items is None else np.asarray(items)
         scores = self.score(queries, cand)
         if exclude_seen:
             seen = queries.history[:, cand]
             scores[seen.nonzero()] = np.nan
-        order = top_k(scores, n)
+        order = top_k(scores, n, tiebreak)
         top = np.take_along_axis(scores, order, axis=1)
         ids = np.where(np.isfinite(top), cand[order], -1)
         return ids, top

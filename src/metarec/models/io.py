@@ -230,6 +230,12 @@ class TrainedModel:
             return []
         return [str(x) for x in self.item_ids[self.history[u].indices]]
 
+    def popularity(self) -> np.ndarray:
+        """Each item's number of training users: what breaks ties in :meth:`recommend`, so a
+        user the model has nothing to say about (a new user with no history, under EASE or
+        iALS) gets the most popular items, not arbitrary ones."""
+        return np.asarray(self.history.getnnz(axis=0), dtype=np.float64)
+
     def recommend(
         self, user_id: str | None = None, history: list[str] | None = None, n: int = 10,
         exclude_seen: bool = True,
@@ -252,7 +258,7 @@ class TrainedModel:
                 raise ConfigError(f"unknown item id(s) in history: {', '.join(map(str, unknown[:5]))}")
         # A given history is the user's history now.
         q = Queries.from_histories([u], [list(hist_idx)], len(self.item_ids), refresh=[u >= 0 and history is not None])
-        ids, scores = self.scorer.recommend(q, n=n, exclude_seen=exclude_seen)
+        ids, scores = self.scorer.recommend(q, n=n, exclude_seen=exclude_seen, tiebreak=self.popularity())
         return [(str(self.item_ids[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 

@@ -77,6 +77,9 @@ class OnlineRecommender:
         self.trained_users = model.users.copy()
         self.online: dict[str, set[int]] = defaultdict(set)
         self.deleted = np.zeros(len(model.item_ids), dtype=bool)
+        # Users per item, training and live: breaks ties in a ranking, so a user a model has
+        # nothing to say about (no history, under EASE or iALS) gets the popular items.
+        self.popularity = model.popularity()
         self.categories = _category_text(model.items)
         self.texts: dict[str, str] = {}
         self.can_add_items = model.scorer.can_add_items
@@ -122,6 +125,8 @@ class OnlineRecommender:
             for e in events:
                 i = self.item_index.get(e.item_id)
                 if i is not None:
+                    if i not in self.online[e.user_id] and not self._trained_pair(e.user_id, i):
+                        self.popularity[i] += 1
                     self.online[e.user_id].add(i)
                     if warming and not scorer.known_items_[i]:
                         self.cold_users[i].add(e.user_id)
@@ -134,6 +139,13 @@ class OnlineRecommender:
                 histories = [[j for j in self.history(u) if j != i] for u in users]
                 idx = np.array([self.user_index.get(u, -1) for u in users])
                 scorer.warm_up(i, Queries.from_histories(idx, histories, len(self.item_index), refresh=idx >= 0))
+
+    def _trained_pair(self, user_id: str, i: int) -> bool:
+        u = self.user_index.get(user_id)
+        if u is None:
+            return False
+        h = self.model.history  # (a row slice of the CSR arrays: a scipy row copy costs 10x more)
+        return bool((h.indices[h.indptr[u] : h.indptr[u + 1]] == i).any())
 
     def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
         return [i for i in item_ids if i not in self.item_index or self.deleted[self.item_index[i]]]
@@ -164,6 +176,7 @@ class OnlineRecommender:
             (i,) = self.model.add_items([item_id], [text])
             self.item_index[item_id] = int(i)
             self.deleted = np.append(self.deleted, False)
+            self.popularity = np.append(self.popularity, 0.0)
             self.categories.append(category)
             return True
 
@@ -253,7 +266,7 @@ class OnlineRecommender:
                 c = category.lower()
                 blocked |= ~np.array([c in t for t in self.categories])
             scores = np.where(blocked, np.nan, scores)
-            order = top_k(scores[None, :], n)[0]
+            order = top_k(scores[None, :], n, self.popularity)[0]
             ids = self.model.item_ids
             return [(str(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
 
