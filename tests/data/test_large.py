@@ -68,3 +68,10 @@ def test_errors_name_the_file_line_and_column(tmp_path):
     empty.write_text("user,item\n")
     with pytest.raises(DataError, match="no rows"):
         clean_large(empty, tmp_path / "o.parquet")
+
+
+def test_a_column_the_mapping_does_not_read_is_said(tmp_path, caplog):
+    src = tmp_path / "log.csv"
+    src.write_text("user,item,rating\nu1,i1,5\nu2,i2,4\n")
+    clean_large(src, tmp_path / "o.parquet")
+    assert "log.csv: column(s) not read: rating" in caplog.text

@@ -107,6 +107,16 @@ def test_csv_and_parquet_with_mapping(tmp_path):
     assert d2.n_interactions == 2
 
 
+def test_a_column_the_mapping_does_not_read_is_said_not_dropped_silently(tmp_path, caplog):
+    f = write(tmp_path / "log.csv", "user,item,rating,ts\nalice,B01,5,1\nbob,B02,2,2\n")
+    d = load_dataset(f, "csv")
+    assert d.interactions["value"].tolist() == [1.0, 1.0]
+    assert "log.csv: column(s) not read: rating, ts" in caplog.text and "value=rating" in caplog.text
+    caplog.clear()
+    d = load_dataset(f, "csv", columns="value=rating,timestamp=ts")
+    assert d.interactions["value"].tolist() == [5.0, 2.0] and "not read" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "files, fmt, message",
     [

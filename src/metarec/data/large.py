@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from metarec.data.cleaning import CleaningReport
-from metarec.data.readers import parse_mapping
+from metarec.data.readers import CANONICAL, parse_mapping, warn_unread
 from metarec.errors import ConfigError, DataError
-
-CANONICAL = ("user", "item", "event", "value", "timestamp")
 
 
 def _quote(name: str) -> str:
@@ -85,6 +83,7 @@ def clean_large(
             for need in ("user", "item"):
                 if need not in mapping:
                     raise DataError(f"{source}: missing column {need}")
+            warn_unread(source, present, mapping.values())
             return _clean(con, scan, source, mapping, out, default_event, value_range, min_core)
         finally:
             con.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,17 @@ def _read_any(path: Path, sep: str = ",") -> pd.DataFrame:
     return read_delimited(path, sep="\t" if path.suffix in (".tsv", ".tab") else sep, header=True)
 
 
+def warn_unread(source: Any, present: Iterable[Any], read: Iterable[str]) -> None:
+    """Warn about a log's columns that no canonical name reads (said, not dropped silently:
+    a ``rating`` column is not the values unless ``--columns value=rating`` names it)."""
+    used = set(read)
+    unread = [str(c) for c in present if c not in used and c != "_row"]
+    if unread:
+        hint = next((f"value={c}" for c in unread if c.lower() in ("rating", "ratings", "score", "count")), "value=rating")
+        log.warning("%s: column(s) not read: %s (name them with --columns, e.g. %s; canonical names: %s)",
+                    source, ", ".join(unread), hint, ", ".join(CANONICAL))  # fmt: skip
+
+
 def read_table(
     path: str | os.PathLike,
     *,
@@ -462,6 +473,7 @@ def read_table(
     for c in ("user", "item"):
         full.setdefault(c, c)
     data = _canonical(frame, full, p)
+    warn_unread(p, frame.columns, full.values())
 
     tf = [s.strip() for s in text_fields.split(",")] if isinstance(text_fields, str) else list(text_fields)
 
