@@ -71,12 +71,23 @@ def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
         (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "magic"],
          "error: unknown model 'magic'"),
         (["recommend", "--model", "{d}"], "not a metarec model directory"),
+        (["train", "--data", "{d}", "--format", "synthetic", "--model", "ials", "--param", "factors=-3", "--out", "{d}/m"],
+         "error: ials: factors must be a finite number, at least 0, not -3"),
+        (["train", "--data", "{d}", "--format", "synthetic", "--model", "ease", "--param", "l2=lots", "--out", "{d}/m"],
+         "error: ease: l2 must be a number, not 'lots'"),
     ],
 )
 def test_errors_are_one_line(argv, message, world_dir, capsys):
     code, out, err = run([a.replace("{d}", str(world_dir)) for a in argv], capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value, message", [("0", "0 is below 1"), ("-5", "-5 is below 1"), ("x", "'x' is not a whole number")])
+def test_a_count_below_one_is_refused_by_the_parser(value, message, world_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["recommend", "--model", str(world_dir), "-n", value])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,17 @@ def _ints(value: str, what: str) -> list[int]:
         raise ConfigError(f"{what}: expected comma-separated integers, got {value!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="data file or directory")
@@ -67,7 +78,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--users", help="csv/parquet: user attribute file")
     g.add_argument("--user-columns", help="id column of --users, e.g. user=userId")
     g.add_argument("--text-fields", help="csv/parquet: item columns holding text")
-    g.add_argument("--min-core", type=int, help="keep only the k-core (distinct user-item pairs)")
+    g.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
 
 
 def _load(args: argparse.Namespace):
@@ -321,14 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--columns", help="column mapping, e.g. user=user_id,item=item_id,event=behavior,timestamp=ts")
     cl.add_argument("--out", required=True, help="Parquet file to write")
     cl.add_argument("--value-range", help="drop values outside low,high, e.g. 1,5")
-    cl.add_argument("--min-core", type=int, help="keep only the k-core (distinct user-item pairs)")
+    cl.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
     cl.add_argument("--default-event", default="interaction")
     cl.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit; it spills to disk beyond it")
     cl.set_defaults(func=cmd_data_clean)
     syn = data.add_parser("synth", help="write a synthetic world (events.csv, items.csv, users.csv)")
     syn.add_argument("--out", required=True)
-    syn.add_argument("--n-users", type=int, default=1500)
-    syn.add_argument("--n-items", type=int, default=800)
+    syn.add_argument("--n-users", type=_positive_int, default=1500)
+    syn.add_argument("--n-items", type=_positive_int, default=800)
     syn.add_argument("--seed", type=int, default=0)
     syn.set_defaults(func=cmd_data_synth)
 
@@ -339,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--cache-dir", help="embedding cache (default $METAREC_CACHE or ~/.cache/metarec)")
     enc.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     enc.add_argument("--allow-download", action="store_true", help="let the encoder fetch a model by hub name")
-    enc.add_argument("--workers", type=int, default=1, help="encode with N Ray Data actors (the distributed extra)")
+    enc.add_argument("--workers", type=_positive_int, default=1, help="encode with N Ray Data actors (the distributed extra)")
     enc.set_defaults(func=cmd_encode)
 
     tr = sub.add_parser("train", help="train a model and save it as a directory")
@@ -347,16 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", help="model name (default: the best for the data, e.g. hybrid)")
     tr.add_argument("--param", action="append", help="model parameter name=value (repeatable)")
     tr.add_argument("--out", required=True, help="model directory to write")
-    tr.add_argument("--workers", type=int, default=1,
+    tr.add_argument("--workers", type=_positive_int, default=1,
                     help="train a neural model with N Ray Train workers, torch DDP (the distributed extra)")
-    tr.add_argument("--threads", type=int, default=1, help="torch threads per worker with --workers")
+    tr.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker with --workers")
     tr.set_defaults(func=cmd_train)
 
     rec = sub.add_parser("recommend", help="recommend for a user from a saved model")
     rec.add_argument("--model", required=True, help="model directory")
     rec.add_argument("--user", help="user id (unknown or omitted: a new user)")
     rec.add_argument("--history", help="comma-separated item ids (default: the user's training history)")
-    rec.add_argument("-n", type=int, default=10)
+    rec.add_argument("-n", type=_positive_int, default=10, help="how many items (at least 1)")
     rec.add_argument("--include-seen", action="store_true", help="do not remove the history from the list")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
@@ -367,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", help="key for writes (default: $METAREC_API_KEY)")
-    sv.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes")
-    sv.add_argument("--workers", type=int, default=1, help="worker processes sharing the store (one per core)")
+    sv.add_argument("--max-body", type=_positive_int, default=1 << 20, help="largest request body in bytes")
+    sv.add_argument("--workers", type=_positive_int, default=1, help="worker processes sharing the store (one per core)")
     sv.set_defaults(func=cmd_serve)
 
     rt = sub.add_parser("retrain", help="train the served model again on its data plus the store's events")
@@ -392,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="synthetic world -> train -> evaluate every protocol -> report")
     demo.add_argument("--out", default="metarec-demo")
-    demo.add_argument("--n-users", type=int, default=1500)
-    demo.add_argument("--n-items", type=int, default=800)
+    demo.add_argument("--n-users", type=_positive_int, default=1500)
+    demo.add_argument("--n-items", type=_positive_int, default=800)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
     return p

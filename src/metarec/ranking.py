@@ -25,7 +25,7 @@ def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None) -> np.
     [[2, 1, 3]]
     """
     n, m = scores.shape
-    k = min(k, m)
+    k = max(0, min(k, m))
     if k == 0:
         return np.zeros((n, 0), dtype=np.int64)
     s = np.where(np.isnan(scores), -np.inf, scores)

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from metarec.data import Queries
+from metarec.errors import ConfigError
 from metarec.models import MODELS
 from metarec.models import make_scorer as _make_scorer
 from metarec.models.content import ContentScorer
@@ -222,3 +223,24 @@ def test_a_changed_text_counts_at_once(name, board, board_fit):
     text = "blue tent model 0"
     s.update_items(np.array([0]), make_encoder(s.content_config()).encode([text]), [text])
     assert rank_of_item_0() < before
+
+
+@pytest.mark.parametrize("name", [m for m in ALL if m != "pop"])  # (pop has no settings)
+def test_a_bad_setting_is_named_when_the_model_is_made(name):
+    """Every model's numeric, boolean and text settings are checked against their types when
+    it is made (as ``--param`` gives them), with the model, field and value in the message."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(MODELS[name].Config)
+    by_kind = {}
+    for f in dataclasses.fields(MODELS[name].Config):
+        by_kind.setdefault(hints[f.name], f.name)
+    cases = [(by_kind.get(int), -3, "at least 0"), (by_kind.get(int), 2.5, "whole number"),
+             (by_kind.get(float), "abc", "a number"), (by_kind.get(float), float("nan"), "finite"),
+             (by_kind.get(bool), "yes", "true or false"), (by_kind.get(str), [1], "text")]  # fmt: skip
+    cases = [c for c in cases if c[0] is not None]
+    assert cases, f"{name}: no typed settings to check"
+    for field, value, message in cases:
+        with pytest.raises(ConfigError, match=rf"^{name}: {field} must be .*{message}"):
+            _make_scorer(name, **{field: value})

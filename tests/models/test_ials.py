@@ -120,5 +120,7 @@ def test_tags_join_the_matrix_as_pseudo_users():
     np.testing.assert_allclose(auto.user_factors_, got.user_factors_, rtol=1e-6)
     with pytest.raises(ConfigError, match="ials.tags: the items have no column 'genre' .*genres"):
         make_scorer("ials", tags="genre").fit(data)
-    with pytest.raises(ConfigError, match="ials: tag_weight must be positive, not -1.0"):
-        make_scorer("ials", tags="genres", tag_weight=-1.0).fit(data)
+    with pytest.raises(ConfigError, match="ials: tag_weight must be positive, not 0.0"):
+        make_scorer("ials", tags="genres", tag_weight=0.0).fit(data)
+    with pytest.raises(ConfigError, match="ials: tag_weight must be a finite number, at least 0, not -1.0"):
+        make_scorer("ials", tags="genres", tag_weight=-1.0)  # (when made, before training)

@@ -13,6 +13,9 @@ saved as safetensors by :mod:`metarec.models.io` beside its config and vocabular
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -23,6 +26,45 @@ from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.errors import ConfigError
 from metarec.ranking import top_k
+
+
+def checked_config(model: str, config: Any) -> Any:
+    """``config`` with its fields checked against their annotations: a number where one is
+    expected (an int for a float is fine; a bool is not a number), never negative nor
+    infinite, a bool where a bool is, text where text is (a number given for a text field,
+    as ``--param`` parses ``tags=2020``, becomes its text). A ConfigError names the model,
+    the field and the value, before anything is trained.
+
+    >>> from metarec.models.baselines.ease import EASEConfig
+    >>> checked_config("ease", EASEConfig(l2="abc"))
+    Traceback (most recent call last):
+    metarec.errors.ConfigError: ease: l2 must be a number, not 'abc'
+    """
+    hints = typing.get_type_hints(type(config))
+    fixes: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints.get(f.name)
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+        if value is None and type(None) in args:
+            continue
+        kinds = [a for a in args if a is not type(None)] or [hint]
+        if len(kinds) != 1:
+            continue
+        kind = kinds[0]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind in (int, float):
+            if not number or (kind is int and not isinstance(value, int)):
+                what = "a whole number" if kind is int else "a number"
+                raise ConfigError(f"{model}: {f.name} must be {what}, not {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{model}: {f.name} must be a finite number, at least 0, not {value!r}")
+        elif kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"{model}: {f.name} must be true or false, not {value!r}")
+        elif kind is str and not isinstance(value, str):
+            if not number:
+                raise ConfigError(f"{model}: {f.name} must be text, not {value!r}")
+            fixes[f.name] = str(value)
+    return dataclasses.replace(config, **fixes) if fixes else config
 
 
 class Scorer:
@@ -53,7 +95,7 @@ class Scorer:
                 raise ConfigError(f"{self.name}: {exc}; parameters are {fields}") from None
         elif params:
             config = dataclasses.replace(config, **params)
-        self.config = config
+        self.config = checked_config(self.name, config)
         self.n_items_: int | None = None
 
     def __repr__(self) -> str:
