@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import types
 import typing
 from typing import Any, ClassVar, Self
@@ -51,13 +52,16 @@ def checked_config(model: str, config: Any) -> Any:
         if len(kinds) != 1:
             continue
         kind = kinds[0]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        # (numpy's numbers count: np.int64 is an Integral, np.float32 a Real)
+        number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
         if kind in (int, float):
-            if not number or (kind is int and not isinstance(value, int)):
+            if not number or (kind is int and not isinstance(value, numbers.Integral)):
                 what = "a whole number" if kind is int else "a number"
                 raise ConfigError(f"{model}: {f.name} must be {what}, not {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{model}: {f.name} must be a finite number, at least 0, not {value!r}")
+            if type(value) not in (int, float):
+                fixes[f.name] = kind(value)  # a numpy number becomes a Python one (JSON-safe config)
         elif kind is bool and not isinstance(value, bool):
             raise ConfigError(f"{model}: {f.name} must be true or false, not {value!r}")
         elif kind is str and not isinstance(value, str):
