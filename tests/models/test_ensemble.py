@@ -91,6 +91,11 @@ def test_bad_settings_are_named_before_any_member_trains(param, value):
         make_scorer("ensemble", members="pop,ease", **{param: value})
 
 
+def test_a_members_bad_setting_is_named_when_the_ensemble_is_made():
+    with pytest.raises(ConfigError, match="ials: factors must be a finite number, at least 0, not -3"):
+        make_scorer("ensemble", members="ease,ials", **{"ials.factors": -3})
+
+
 def test_without_validation_users_the_members_get_equal_weights_and_a_warning(world, caplog):
     s = make_scorer("ensemble", members="pop,ease", folds=1, validation_users=1e-6).fit(world)
     assert "no validation users" in caplog.text

@@ -352,10 +352,10 @@ class EnsembleScorer(Scorer):
             ("new_users", 0 <= c.new_users < 1, "in [0, 1)"),
             ("holdout_share", 0 < c.holdout_share < 1, "in (0, 1)"),
             ("min_segment_users", c.min_segment_users >= 1, "at least 1"),
-            ("significance", c.significance >= 0, "at least 0"),
-        ):
+        ):  # (and, as for every model, no setting below 0: checked_config)
             if not ok:
                 raise ConfigError(f"ensemble: {name} must be {rule}, not {getattr(c, name)!r}")
+        self._members()  # the members' own settings, checked as they are made (nothing is trained)
         self.segments_ = HISTORY_SEGMENTS if self.config.segments else ((0, None),)
         names = segment_names(self.segments_) if self.config.segments else ["all"]
         #: Weight rows: one per history segment, then (``new_apart``) one per segment for new users.
