@@ -102,8 +102,10 @@ def metric_cutoff(metric: str) -> int:
     >>> metric_cutoff("Recall@20")
     20
     """
+    from metarec.evaluation.metrics import RANKING_METRICS  # (evaluation imports the registry)
+
     name, _, cut = metric.partition("@")
-    if not cut.isdigit() or int(cut) < 1 or name not in ("Recall", "Precision", "NDCG", "HitRate", "MRR", "MAP"):
+    if not cut.isdigit() or int(cut) < 1 or name not in RANKING_METRICS:
         raise ConfigError(f"ensemble: metric {metric!r} is not NAME@K, e.g. NDCG@10 or Recall@20")
     return int(cut)
 
