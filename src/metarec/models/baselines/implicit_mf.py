@@ -221,6 +221,14 @@ class BPRConfig:
     """Attributes:
     factors: latent dimensions (implicit adds one item-bias column).
     learning_rate, l2, iterations: SGD settings.
+    popularity_correction: added to each item's bias, times the log of its training users.
+        ``implicit`` draws a negative as the item of a random training pair, so in proportion
+        to the item's popularity, and BPR then learns scores relative to popularity (log-odds
+        against the sampling distribution, as in the logQ correction of sampled softmax, Yi
+        et al. 2019). 1 (default) adds the log of that sampling distribution back: on
+        MovieLens-100K ``holdout`` seed 0 (the tuning split) NDCG@10 0.3744 -> 0.4242 at the
+        old settings, and with ``l2 = 0.03`` and 400 iterations (chosen with it) 0.4709; 0
+        keeps ``implicit``'s raw scores.
     fold_in_l2: regularisation of the fold-in of new users (see :func:`softmax_fold_in`).
     threads: SGD threads; with more than one, hogwild updates make runs differ slightly.
     seed: random initialisation and sampling.
@@ -228,8 +236,9 @@ class BPRConfig:
 
     factors: int = 64
     learning_rate: float = 0.005
-    l2: float = 0.001
-    iterations: int = 100
+    l2: float = 0.03
+    iterations: int = 400
+    popularity_correction: float = 1.0
     fold_in_l2: float = 30.0
     threads: int = 1
     seed: int = 42
@@ -252,7 +261,11 @@ class BPRScorer(_FactorScorer):
             )  # fmt: skip
             model.fit(matrix, show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        item_factors = np.asarray(model.item_factors, dtype=np.float32).copy()
+        # The bias column (each user's entry is 1) takes the log sampling distribution back.
+        users_per_item = np.bincount(matrix.indices, minlength=matrix.shape[1])
+        item_factors[:, -1] += c.popularity_correction * np.log(np.maximum(users_per_item, 1))
+        self.item_factors_ = item_factors
 
     def _fold_in(self, history: sp.csr_matrix, values: sp.csr_matrix | None) -> np.ndarray:
         # implicit's BPR keeps the item bias in the last factor column, the user's being 1.
