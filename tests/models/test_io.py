@@ -83,3 +83,30 @@ def test_a_user_a_model_has_nothing_to_say_about_gets_the_popular_items(tmp_path
     assert popularity.sum() == data.matrix().nnz
     got = [model.item_ids.tolist().index(i) for i, _ in model.recommend(None, n=8)]
     np.testing.assert_array_equal(popularity[got], np.sort(popularity)[::-1][:8])
+
+
+def test_the_id_indexes_follow_added_items_and_users(tmp_path):
+    """The model keeps its id indexes and popularity between calls; adding items or users
+    replaces them, so the next call sees the new ids, and a caller's changes to
+    ``popularity()`` stay the caller's."""
+    import pandas as pd
+
+    data, _ = checkerboard()
+    save_model(make_scorer("hybrid", encoder="hashing-64").fit(data), data, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    before = model.recommend("u0", n=3)
+    mine = model.popularity()
+    mine += 1000.0
+    assert model.popularity().sum() == data.matrix().nnz and model.recommend("u0", n=3) == before
+    model.add_items(["brand-new"], ["blue tent model 777"])
+    assert model.popularity()[-1] == 0 and len(model.popularity()) == data.n_items + 1
+    assert "brand-new" in [i for i, _ in model.recommend(None, history=["i12", "i15"], n=len(model.item_ids))]
+    model.update_items(["brand-new"], ["red kettle model 777"])  # found by the new index
+    assert model.user_history("newcomer") == []
+    model.add_users(["newcomer"], pd.DataFrame(index=range(1)))
+    assert model.user_history("newcomer") == []
+    with pytest.raises(ConfigError, match="already known"):
+        model.add_users(["newcomer"], pd.DataFrame(index=range(1)))
+    with pytest.raises(ConfigError, match="already in the catalogue"):
+        model.add_items(["brand-new"], ["again"])
+    assert len(model.recommend("newcomer", history=["i12"], n=3)) == 3
