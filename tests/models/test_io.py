@@ -110,3 +110,29 @@ def test_the_id_indexes_follow_added_items_and_users(tmp_path):
     with pytest.raises(ConfigError, match="already in the catalogue"):
         model.add_items(["brand-new"], ["again"])
     assert len(model.recommend("newcomer", history=["i12"], n=3)) == 3
+
+
+@pytest.mark.parametrize("name, missing, before", [("bpr", "popularity_correction", 0.0), ("ials", "values", "none"),
+                                                    ("ease", "values", "none")])  # fmt: skip
+def test_a_directory_saved_before_a_setting_existed_loads_with_the_value_it_was_trained_with(
+    tmp_path, name, missing, before
+):
+    """A config without a later setting describes a model trained without it: it loads with
+    the value that reproduces that training (shown, and what retraining uses), not today's
+    default, and it scores as it was saved."""
+    import json
+
+    from metarec.data import Queries
+
+    data = make_world(WorldConfig(n_users=60, n_items=30, seed=5))
+    scorer = make_scorer(name).fit(data)
+    save_model(scorer, data, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    saved = json.loads(cfg.read_text())
+    assert saved["config"][missing] != before  # today's default differs
+    del saved["config"][missing]
+    cfg.write_text(json.dumps(saved))
+    model = load_model(tmp_path / "m")
+    assert getattr(model.scorer.config, missing) == before and model.config["config"][missing] == before
+    q = Queries(np.arange(data.n_users), data.matrix())
+    np.testing.assert_allclose(model.scorer.score(q), scorer.score(q), rtol=1e-6, atol=1e-6)

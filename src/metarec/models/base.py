@@ -84,6 +84,11 @@ class Scorer:
     #: run it on several workers (``metarec train --workers N``).
     distributed: ClassVar[bool] = False
     Config: ClassVar[type] = dataclasses.make_dataclass("Config", [])
+    #: Settings added after model directories were first saved, each with the value that
+    #: reproduces how a model saved without it was trained: a directory's config lacking one
+    #: loads with it (``load_model``), so the config describes the weights and ``metarec
+    #: retrain`` trains the model as it was trained.
+    saved_before: ClassVar[dict[str, Any]] = {}
 
     @property
     def can_add_items(self) -> bool:

@@ -162,6 +162,7 @@ class EASEScorer(Scorer):
 
     name = "ease"
     Config = EASEConfig
+    saved_before = {"values": "none"}  # binary pairs
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         n = data.n_items

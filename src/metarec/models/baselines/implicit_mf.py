@@ -173,6 +173,7 @@ class IALSScorer(_FactorScorer):
 
     name = "ials"
     Config = IALSConfig
+    saved_before = {"values": "none", "tags": ""}  # binary pairs, no pseudo-users
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -249,6 +250,7 @@ class BPRScorer(_FactorScorer):
 
     name = "bpr"
     Config = BPRConfig
+    saved_before = {"popularity_correction": 0.0}  # implicit's raw scores
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
