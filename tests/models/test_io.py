@@ -1,8 +1,12 @@
 """Model directories: new items added to a loaded model are recommendable at once."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from metarec.data import Queries
 from metarec.data.synthetic import WorldConfig, make_world
 from metarec.errors import ConfigError
 from metarec.models import make_scorer
@@ -36,7 +40,6 @@ def test_an_ensemble_takes_new_items_through_its_content_member(tmp_path):
     hybrid can, so the ensemble scores it by the hybrid alone, on the weighted scale (the
     weights sum to one): a blue-tent user sees the new blue tent above every red kettle. It
     survives a reload; an ensemble without a member that reads text refuses, as EASE does."""
-    from metarec.data import Queries
 
     data, _ = checkerboard()
     ens = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-64"}).fit(data)
@@ -89,8 +92,6 @@ def test_the_id_indexes_follow_added_items_and_users(tmp_path):
     """The model keeps its id indexes and popularity between calls; adding items or users
     replaces them, so the next call sees the new ids, and a caller's changes to
     ``popularity()`` stay the caller's."""
-    import pandas as pd
-
     data, _ = checkerboard()
     save_model(make_scorer("hybrid", encoder="hashing-64").fit(data), data, tmp_path / "m")
     model = load_model(tmp_path / "m")
@@ -120,10 +121,6 @@ def test_a_directory_saved_before_a_setting_existed_loads_with_the_value_it_was_
     """A config without a later setting describes a model trained without it: it loads with
     the value that reproduces that training (shown, and what retraining uses), not today's
     default, and it scores as it was saved."""
-    import json
-
-    from metarec.data import Queries
-
     data = make_world(WorldConfig(n_users=60, n_items=30, seed=5))
     scorer = make_scorer(name).fit(data)
     save_model(scorer, data, tmp_path / "m")

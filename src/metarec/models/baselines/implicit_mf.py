@@ -263,11 +263,9 @@ class BPRScorer(_FactorScorer):
             )  # fmt: skip
             model.fit(matrix, show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        item_factors = np.asarray(model.item_factors, dtype=np.float32).copy()
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
         # The bias column (each user's entry is 1) takes the log sampling distribution back.
-        users_per_item = np.bincount(matrix.indices, minlength=matrix.shape[1])
-        item_factors[:, -1] += c.popularity_correction * np.log(np.maximum(users_per_item, 1))
-        self.item_factors_ = item_factors
+        self.item_factors_[:, -1] += c.popularity_correction * np.log(np.maximum(matrix.getnnz(axis=0), 1))
 
     def _fold_in(self, history: sp.csr_matrix, values: sp.csr_matrix | None) -> np.ndarray:
         # implicit's BPR keeps the item bias in the last factor column, the user's being 1.
