@@ -133,3 +133,44 @@ def test_a_directory_saved_before_a_setting_existed_loads_with_the_value_it_was_
     assert getattr(model.scorer.config, missing) == before and model.config["config"][missing] == before
     q = Queries(np.arange(data.n_users), data.matrix())
     np.testing.assert_allclose(model.scorer.score(q), scorer.score(q), rtol=1e-6, atol=1e-6)
+
+
+def test_an_ensemble_directory_names_every_member_setting_and_keeps_it_when_a_default_changes(tmp_path, monkeypatch):
+    """The saved config holds each member's whole configuration (its seed follows the
+    ensemble's), so a later version whose default differs loads, scores and retrains the
+    members as they were trained: a JSON list comes back as the tuple the hybrid's config has."""
+    import dataclasses
+
+    from metarec.models.baselines.implicit_mf import IALSConfig, IALSScorer
+    from metarec.models.registry import MODELS
+
+    data = make_world(WorldConfig(n_users=60, n_items=30, seed=5))
+    ens = make_scorer("ensemble", members="ease,ials,hybrid", folds=1,
+                      **{"ials.factors": 12, "hybrid.encoder": "hashing-64"}).fit(data)  # fmt: skip
+    save_model(ens, data, tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["config"]["params"]
+    expected = dataclasses.asdict(IALSConfig(factors=12))
+    del expected["seed"]
+    assert saved["ials"] == expected and saved["ease"]["l2"] == 500.0
+    assert saved["hybrid"]["bilinear_l2"] == [0.1, 10.0]
+
+    @dataclasses.dataclass
+    class LaterIALSConfig(IALSConfig):
+        iterations: int = 3  # a later version's default (ours: 15)
+        values: str = "none"
+
+    class LaterIALS(IALSScorer):
+        Config = LaterIALSConfig
+
+    monkeypatch.setitem(MODELS, "ials", LaterIALS)
+    model = load_model(tmp_path / "m")
+    ials = model.scorer.members_[1].scorers[0]
+    assert isinstance(ials, LaterIALS)
+    assert (ials.config.iterations, ials.config.values, ials.config.factors) == (15, "sqrt", 12)
+    assert model.scorer.members_[2].scorers[0].config.bilinear_l2 == (0.1, 10.0)
+    q = Queries(np.arange(data.n_users), data.matrix())
+    np.testing.assert_allclose(model.scorer.score(q), ens.score(q), rtol=1e-5, atol=1e-5)
+    # what `metarec retrain` does with this directory: the members train as they did
+    again = make_scorer("ensemble", **{k: v for k, v in model.config["config"].items()})
+    made = [m.scorers[0].config for m in again._members()]
+    assert (made[1].iterations, made[1].values, made[1].seed) == (15, "sqrt", ens.config.seed)

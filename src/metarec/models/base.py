@@ -33,7 +33,8 @@ def checked_config(model: str, config: Any) -> Any:
     """``config`` with its fields checked against their annotations: a number where one is
     expected (an int for a float is fine; a bool is not a number), never negative nor
     infinite, a bool where a bool is, text where text is (a number given for a text field,
-    as ``--param`` parses ``tags=2020``, becomes its text). A ConfigError names the model,
+    as ``--param`` parses ``tags=2020``, becomes its text), a tuple where a tuple is (a saved
+    config's JSON gives a list, which becomes one). A ConfigError names the model,
     the field and the value, before anything is trained.
 
     >>> from metarec.models.baselines.ease import EASEConfig
@@ -64,6 +65,8 @@ def checked_config(model: str, config: Any) -> Any:
                 fixes[f.name] = kind(value)  # a numpy number becomes a Python one (JSON-safe config)
         elif kind is bool and not isinstance(value, bool):
             raise ConfigError(f"{model}: {f.name} must be true or false, not {value!r}")
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            fixes[f.name] = tuple(value)  # a saved config's JSON gives a list
         elif kind is str and not isinstance(value, str):
             if not number:
                 raise ConfigError(f"{model}: {f.name} must be text, not {value!r}")

@@ -76,7 +76,8 @@ class EnsembleConfig:
         if its cross-fitted validation gain exceeds this many standard errors of the per-user
         paired differences (:func:`choose_weights`; 0: keep any in-sample gain).
     refit: train the members again on all the data once the weights are fit.
-    params: member parameters, ``{"ials": {"factors": 128}}``.
+    params: member parameters, ``{"ials": {"factors": 128}}``; once made, every setting of
+        each member (seeds aside), so that a saved config names how its members were trained.
     seed: the validation split; member ``j`` of a seed ensemble gets ``seed + j``.
     """
 
@@ -357,7 +358,15 @@ class EnsembleScorer(Scorer):
         ):  # (and, as for every model, no setting below 0: checked_config)
             if not ok:
                 raise ConfigError(f"ensemble: {name} must be {rule}, not {getattr(c, name)!r}")
-        self._members()  # the members' own settings, checked as they are made (nothing is trained)
+        # The members' own settings, checked as they are made (nothing is trained), and kept
+        # whole: a saved ensemble's config then names every setting its members were trained
+        # with, so loading or retraining it after a default has changed trains them as before.
+        resolved = {}
+        for (name, _), m in zip(self.spec_, self._members()):
+            settings = dataclasses.asdict(m.scorers[0].config)
+            settings.pop("seed", None)  # a member's seed follows the ensemble's
+            resolved[name] = settings
+        self.config = dataclasses.replace(self.config, params=resolved)
         self.segments_ = HISTORY_SEGMENTS if self.config.segments else ((0, None),)
         names = segment_names(self.segments_) if self.config.segments else ["all"]
         #: Weight rows: one per history segment, then (``new_apart``) one per segment for new users.

@@ -142,7 +142,5 @@ def retrain(store_url: str, model_dir: str | Path, out: str | Path) -> Path:
     data = dataset_from_store(store_url, model)
     cls_fields = {f.name for f in dataclasses.fields(type(model.scorer.config))}
     params = {k: v for k, v in model.config["config"].items() if k in cls_fields}
-    if "bilinear_l2" in params:
-        params["bilinear_l2"] = tuple(params["bilinear_l2"])
     scorer = make_scorer(model.config["model"], **params).fit(data)
     return save_model(scorer, data, out)
