@@ -171,6 +171,6 @@ def test_an_ensemble_directory_names_every_member_setting_and_keeps_it_when_a_de
     q = Queries(np.arange(data.n_users), data.matrix())
     np.testing.assert_allclose(model.scorer.score(q), ens.score(q), rtol=1e-5, atol=1e-5)
     # what `metarec retrain` does with this directory: the members train as they did
-    again = make_scorer("ensemble", **{k: v for k, v in model.config["config"].items()})
+    again = make_scorer("ensemble", **model.config["config"])
     made = [m.scorers[0].config for m in again._members()]
     assert (made[1].iterations, made[1].values, made[1].seed) == (15, "sqrt", ens.config.seed)
