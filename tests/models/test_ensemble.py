@@ -68,6 +68,21 @@ def test_a_mixture_must_win_on_users_it_was_not_fit_on():
     assert in_sample >= 8 and cross_fitted <= 4
 
 
+def test_known_users_weights_read_known_significance_and_new_users_weights_do_not(world):
+    """Known answers: with a prohibitive ``known_significance`` every known-user row that has
+    validation users of its own is one member alone (no mixture's gain is 100 standard
+    errors), while with 0 some of them are mixtures; the new users' rows are fit on rows with
+    new users, which read ``significance`` only, so they are the same either way."""
+    kw = dict(members="pop,ease", folds=1, significance=0.0, min_segment_users=10)
+    strict = make_scorer("ensemble", known_significance=100.0, **kw).fit(world)
+    loose = make_scorer("ensemble", known_significance=0.0, **kw).fit(world)
+    fitted = np.array(strict.describe()["segment_users"][:4]) >= 10
+    assert fitted.any()
+    assert np.isin(strict.weights_[:4][fitted], [0.0, 1.0]).all()
+    assert (loose.weights_[:4][fitted].max(axis=1) < 1.0).any()
+    np.testing.assert_array_equal(strict.weights_[4:], loose.weights_[4:])
+
+
 def test_members_parse_and_bad_members_are_named():
     assert parse_members("pop, ease*2") == [("pop", 1), ("ease", 2)]
     for bad, word in (("ease,nope", "nope"), ("ease*x", r"ease\*x"), ("ease,ease", "twice"), ("", "no members"),
@@ -84,7 +99,7 @@ def test_members_parse_and_bad_members_are_named():
     ("param", "value"),
     [("metric", "NDCG10"), ("metric", "NDCG@0"), ("metric", "AUC@10"), ("folds", 0), ("validation_users", 0.0),
      ("new_users", 1.0), ("holdout_share", 0.0), ("holdout_share", 1.0), ("min_segment_users", 0),
-     ("significance", -1.0)],
+     ("significance", -1.0), ("known_significance", -1.0)],
 )  # fmt: skip
 def test_bad_settings_are_named_before_any_member_trains(param, value):
     with pytest.raises(ConfigError, match=f"ensemble: {param}"):

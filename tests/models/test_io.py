@@ -135,6 +135,23 @@ def test_a_directory_saved_before_a_setting_existed_loads_with_the_value_it_was_
     np.testing.assert_allclose(model.scorer.score(q), scorer.score(q), rtol=1e-6, atol=1e-6)
 
 
+def test_an_ensemble_saved_before_known_significance_loads_with_its_own_significance(tmp_path):
+    """Before ``known_significance``, the ensemble's ``significance`` held for known users
+    too: a config without it loads with that value (whatever it was), not today's default."""
+    data = make_world(WorldConfig(n_users=60, n_items=30, seed=5))
+    scorer = make_scorer("ensemble", members="pop,ease", folds=1, significance=0.5).fit(data)
+    save_model(scorer, data, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    saved = json.loads(cfg.read_text())
+    assert saved["config"]["known_significance"] == 0.0
+    del saved["config"]["known_significance"]
+    cfg.write_text(json.dumps(saved))
+    assert load_model(tmp_path / "m").scorer.config.known_significance == 0.5
+    del saved["config"]["significance"]  # and the default of the time where that is missing too
+    cfg.write_text(json.dumps(saved))
+    assert load_model(tmp_path / "m").scorer.config.known_significance == 1.0
+
+
 def test_an_ensemble_directory_names_every_member_setting_and_keeps_it_when_a_default_changes(tmp_path, monkeypatch):
     """The saved config holds each member's whole configuration (its seed follows the
     ensemble's), so a later version whose default differs loads, scores and retrains the

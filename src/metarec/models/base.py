@@ -90,7 +90,8 @@ class Scorer:
     #: Settings added after model directories were first saved, each with the value that
     #: reproduces how a model saved without it was trained: a directory's config lacking one
     #: loads with it (``load_model``), so the config describes the weights and ``metarec
-    #: retrain`` trains the model as it was trained.
+    #: retrain`` trains the model as it was trained. A value may be a callable of the saved
+    #: settings (a dict), where the old behaviour is another setting's value.
     saved_before: ClassVar[dict[str, Any]] = {}
 
     @property

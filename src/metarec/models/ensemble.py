@@ -75,6 +75,8 @@ class EnsembleConfig:
     significance: a mixture replaces the best single member (of its segment, or overall) only
         if its cross-fitted validation gain exceeds this many standard errors of the per-user
         paired differences (:func:`choose_weights`; 0: keep any in-sample gain).
+    known_significance: the same for weights fit on known users alone (the users the members
+        were trained on); ``significance`` holds wherever a new user is among the rows.
     refit: train the members again on all the data once the weights are fit.
     params: member parameters, ``{"ials": {"factors": 128}}``; once made, every setting of
         each member (seeds aside), so that a saved config names how its members were trained.
@@ -92,6 +94,7 @@ class EnsembleConfig:
     min_segment_users: int = 30
     new_apart: bool = True
     significance: float = 1.0
+    known_significance: float = 0.0
     refit: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 42
@@ -329,6 +332,8 @@ class EnsembleScorer(Scorer):
 
     name = "ensemble"
     Config = EnsembleConfig
+    # Before ``known_significance``, ``significance`` held for known users too.
+    saved_before = {"known_significance": lambda saved: saved.get("significance", EnsembleConfig.significance)}
 
     def __init__(self, config: EnsembleConfig | None = None, **params: Any) -> None:
         # ``ials.factors=128`` is a member's parameter.
@@ -475,11 +480,13 @@ class EnsembleScorer(Scorer):
             s[seen[rows]] = -np.inf
             return ranked(s, rows)
 
+        is_new = np.concatenate([f[3] for f in folds])  # the user is new to the members
         k = z.shape[0]
         eye = [np.eye(k)[j] for j in range(k)]
 
         def fit(rows: np.ndarray, starts: list[np.ndarray]) -> np.ndarray:
-            return choose_weights(per_user, rows, starts, c.significance, np.random.default_rng((c.seed, len(rows))))
+            sig = c.significance if is_new[rows].any() else c.known_significance
+            return choose_weights(per_user, rows, starts, sig, np.random.default_rng((c.seed, len(rows))))
 
         everyone = np.arange(z.shape[1])
         # Each member on its own: the items it cannot score are not ranked (the weights see
@@ -492,7 +499,7 @@ class EnsembleScorer(Scorer):
         w_all = fit(everyone, [*eye, np.full(k, 1.0 / k)])
         lengths = history.getnnz(axis=1)
         seg = history_segment(lengths, self.segments_)
-        group = self._groups(lengths, np.concatenate([f[3] for f in folds]))
+        group = self._groups(lengths, is_new)
         n_seg = len(self.segments_)
         for s in range(n_seg):
             # A segment's weights: fit on its users (known and new); with ``new_apart``, known

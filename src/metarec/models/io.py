@@ -289,7 +289,10 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         raise ConfigError(f"{cfg_file}: model {name!r} is not known to this metarec version")
     cls = MODELS[name]
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    config["config"] = {**cls.saved_before, **config["config"]}  # settings it was trained without
+    # Settings it was trained without: the value that reproduces that training (a callable
+    # where it is another saved setting's value).
+    before = {k: v(config["config"]) if callable(v) else v for k, v in cls.saved_before.items()}
+    config["config"] = {**before, **config["config"]}
     scorer = cls(**{k: v for k, v in config["config"].items() if k in fields})
     scorer.set_state(load_file(str(path / "weights.safetensors")))
     h = load_file(str(path / "history.safetensors"))
