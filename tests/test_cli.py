@@ -48,9 +48,15 @@ def test_train_then_recommend(world_dir, tmp_path, capsys):
 def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
     out_dir = tmp_path / "ev"
     code, _, _ = run(["evaluate", "--data", str(world_dir), "--format", "synthetic", "--protocol", "cold-user",
-                      "--models", "pop,ease", "--seeds", "1,2", "--out", str(out_dir)], capsys)  # fmt: skip
+                      "--models", "pop,ease", "--seeds", "1,2", "--param", "ease.l2=123", "--out", str(out_dir)],
+                     capsys)  # fmt: skip
     assert code == 0
     res = json.loads((out_dir / "results.json").read_text())
+    # Each model's whole config as evaluated: the parameter given, and the defaults it did not set.
+    from metarec.models.baselines.ease import EASEConfig
+
+    assert res["configs"]["ease"]["l2"] == 123.0 and res["configs"]["ease"]["values"] == EASEConfig.values
+    assert set(res["configs"]) == {"pop", "ease"}
     assert res["protocol"] == "cold-user" and res["dataset"] == "synthetic"
     row = res["rows"][0]
     assert set(row) >= {"model", "segment", "support", "metric", "value", "std", "users"}

@@ -233,6 +233,9 @@ def test_an_evaluated_ensemble_combines_the_models_beside_it(world):
         "ensemble"]["ials.factors"] == 4  # fmt: skip
     res = evaluate(world, "holdout", ["pop", "ials", "ensemble"], params={"ials": {"factors": 8}, "ensemble": {"folds": 1}})
     assert res.details["ensemble"][0]["members"] == ["pop", "ials"]
+    # results.json keeps each member's whole config as the ensemble resolved it.
+    assert res.configs["ensemble"]["params"]["ials"]["factors"] == 8
+    assert res.configs["ensemble"]["params"]["ials"]["l2"] == res.configs["ials"]["l2"]
 
 
 def test_each_member_alone_is_judged_on_the_items_it_can_score():

@@ -56,6 +56,8 @@ class Results:
     deviation over seeds, null with a single seed), ``users`` (users averaged over, mean
     over seeds), and ``seeds``. ``details`` holds, per model, what a trained model says about
     itself (``Scorer.describe()``, e.g. an ensemble's weights), one entry per seed.
+    ``configs`` holds, per model, the full config it was evaluated with (defaults included;
+    its ``seed``, where it has one, is the first seed's: each seed's run sets its own).
     """
 
     dataset: str
@@ -64,6 +66,7 @@ class Results:
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,15 +76,17 @@ class Results:
             "rows": self.rows,
             "timings": self.timings,
             "details": self.details,
+            "configs": self.configs,
         }
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, default=str))
 
     @classmethod
     def read(cls, path: str | Path) -> Results:
         d = json.loads(Path(path).read_text())
-        return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}), d.get("details", {}))
+        return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}),
+                   d.get("details", {}), d.get("configs", {}))  # fmt: skip
 
     def value(self, model: str, metric: str, segment: str | None = None, support: int | None = None) -> float:
         """The value of one row (first match); KeyError if absent."""
@@ -297,6 +302,7 @@ def evaluate(
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     positives: dict[tuple, list[int]] = defaultdict(list)
     details: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    configs: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         split = make_split(data, protocol, seed)
         for qs in split.query_sets:
@@ -306,6 +312,7 @@ def evaluate(
                         per_seed[(ref, qs.segment, qs.support, metric)].append((value, len(qs)))
         for name in models:
             scorer = _with_seed(make_scorer(name, **params.get(name, {})), seed)
+            configs.setdefault(name, dataclasses.asdict(scorer.config))
             t0 = time.perf_counter()
             scorer.fit(split.train)
             t1 = time.perf_counter()
@@ -352,4 +359,5 @@ def evaluate(
         rows=rows,
         timings={k: dict(v) for k, v in timings.items()},
         details=dict(details),
+        configs=configs,
     )
