@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,6 +37,17 @@ def test_every_drop_is_reported_with_its_rows():
     }
     assert report.rows_in == 7 and report.rows_out == 2 == len(clean)
     assert clean["user"].tolist() == ["a", "a"] and clean["value"].tolist() == [5.0, 1.0]
+
+
+def test_malformed_rows_dropped_are_said_by_default_duplicates_are_not(caplog):
+    caplog.set_level(logging.WARNING)  # the CLI's default level
+    df = raw(user=["a", None, "b", "b"], item=["x", "x", "y", "y"], timestamp=["1", "2", "3", "3"])
+    clean_interactions(df, source="f.csv")
+    assert "f.csv: 4 rows read, 2 kept" in caplog.text
+    assert "dropped 1 (missing id), e.g. rows 3" in caplog.text and "dropped 1 (duplicate)" in caplog.text
+    caplog.clear()
+    clean_interactions(raw(user=["a", "a"], item=["x", "x"], timestamp=["1", "1"]), source="g.csv")
+    assert caplog.text == ""  # an exact duplicate alone is routine
 
 
 def test_non_numeric_value_names_file_row_and_column():

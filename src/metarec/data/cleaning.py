@@ -35,6 +35,10 @@ DROP_REASONS = (
 )
 
 
+#: Reasons that mean a row was malformed (or names an id its attribute table lacks).
+_BAD_INPUT = frozenset(DROP_REASONS[:5])
+
+
 @dataclass
 class Drop:
     """Rows dropped for one reason: how many and the first few line numbers."""
@@ -220,5 +224,8 @@ def clean_interactions(
 
     report.rows_out = len(out)
     if report.dropped:
-        log.info("%s: dropped %d of %d rows", source, report.dropped, report.rows_in)
+        # Rows dropped as malformed are said at the default level, with their reasons and
+        # line numbers; duplicates and the k-core the user asked for alone are routine.
+        level = logging.WARNING if any(d.reason in _BAD_INPUT for d in report.drops) else logging.INFO
+        log.log(level, "%s", "\n".join(report.lines()))
     return out.reset_index(drop=True), report
