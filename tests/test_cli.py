@@ -43,6 +43,8 @@ def test_train_then_recommend(world_dir, tmp_path, capsys):
     code, out, _ = run(["recommend", "--model", str(model), "--history", "i00001,i00002", "--json"], capsys)
     items = [r["id"] for r in json.loads(out)["items"]]
     assert code == 0 and len(items) == 10 and not {"i00001", "i00002"} & set(items)
+    code, out, _ = run(["recommend", "--model", str(model), "--history", "i00001", "-n", "3"], capsys)
+    assert code == 0 and "top 3 for a new user with history i00001" in out  # not "for user None"
 
 
 def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):

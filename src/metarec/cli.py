@@ -263,7 +263,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     index = {k: j for j, k in enumerate(model.item_ids)}
     title_col = next((c for c in ("title", "text", "name") if c in model.items.columns), None)
-    t = Table(title=f"top {args.n} for user {args.user}")
+    who = f"user {args.user}" if args.user is not None else "a new user"
+    t = Table(title=f"top {args.n} for {who}" + (f" with history {args.history}" if args.history is not None else ""))
     t.add_column("rank")
     t.add_column("item")
     t.add_column("score")
