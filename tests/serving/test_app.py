@@ -102,6 +102,17 @@ def test_bad_requests_get_4xx(client, method, path, body, headers, status):
     assert "Traceback" not in r.text
 
 
+@pytest.mark.parametrize("field", ["value", "timestamp"])
+def test_a_number_too_large_for_a_float_is_422_not_500(client, field):
+    # JSON parses 1e400 as inf; FastAPI's own handler echoed it back and could not encode it.
+    body = '{"events": [{"user_id": "a", "item_id": "i00001", "type": "rating", "%s": 1e400}]}' % field
+    r = client.post("/events", content=body, headers=KEY | {"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "events", 0, field] and err["input"] == "inf"
+    assert client.get("/users/a/events").json()["events"] == []
+
+
 def test_oversized_body_is_413_and_nothing_is_stored(client):
     big = {"events": [{"user_id": "big", "item_id": "i00001", "type": "x" * 60}] * 2000}
     assert client.post("/events", json=big, headers=KEY).status_code == 413

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -184,6 +187,17 @@ def _model_info(model_dir: Path) -> dict[str, Any]:
             "created": config.get("created"), "dataset": config.get("dataset")}  # fmt: skip
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float written as text (``"inf"``), which JSON can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _items(recs: list[tuple[str, float]]) -> Response:
     """``{"items": [{"id", "score"}]}`` serialised directly: the hot path skips re-validating
     what it built itself (the schema is still ``ItemsOut`` in OpenAPI)."""
@@ -251,6 +265,12 @@ def create_app(
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)  # never a trace
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input, and a JSON number too large for a float
+        # (1e400) parses as inf, which JSON cannot carry back: that was a 500.
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(MetarecError)
     async def bad_input(request: Request, exc: MetarecError) -> JSONResponse:
