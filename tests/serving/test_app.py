@@ -91,6 +91,7 @@ def test_filters(client):
         ("post", "/events", {"events": []}, KEY, 422),
         ("post", "/events", {"events": [{"user_id": "a", "item_id": "no-such-item"}]}, KEY, 422),
         ("post", "/events", {"events": [{"user_id": "a", "item_id": "i00001", "value": "NaN"}]}, KEY, 422),
+        ("post", "/sessions/recommendations", {"events": [{"item_id": "no-such-item"}]}, {}, 422),
         ("get", "/items/no-such-item", None, {}, 404),
         ("get", "/users/u1/recommendations?n=0", None, {}, 422),
     ],

@@ -205,6 +205,13 @@ def _items(recs: list[tuple[str, float]]) -> Response:
     return Response(body, media_type="application/json")
 
 
+def _require_items(state: OnlineRecommender, item_ids: list[str]) -> None:
+    """A 422 naming the ids (up to ten) that are not live items of the service."""
+    unknown = state.unknown_items(item_ids)
+    if unknown:
+        raise HTTPException(422, f"unknown item id(s): {', '.join(sorted(set(unknown))[:10])}")
+
+
 # ------------------------------------------------------------------------ dependencies
 def _online(request: Request) -> OnlineRecommender:
     return request.app.state.online
@@ -337,9 +344,7 @@ def create_app(
         """Validated, stored in one transaction, acknowledged after commit; the users'
         next recommendations reflect them."""
         state.catch_up()
-        unknown = state.unknown_items([e.item_id for e in body.events])
-        if unknown:
-            raise HTTPException(422, f"unknown item id(s): {', '.join(sorted(set(unknown))[:10])}")
+        _require_items(state, [e.item_id for e in body.events])
         now = time.time()
         events = [
             Event(e.event_id or uuid.uuid4().hex, e.user_id, e.item_id, e.type, e.value,
@@ -355,7 +360,8 @@ def create_app(
     async def session(body: SessionIn, state: Online) -> dict[str, Any]:
         """Anonymous: the session's events are in the body, nothing is stored."""
         state.catch_up()
-        hist = [state.item_index[e.item_id] for e in body.events if e.item_id in state.item_index]
+        _require_items(state, [e.item_id for e in body.events])  # before, unknown ones were left out without a word
+        hist = [state.item_index[e.item_id] for e in body.events]
         return _items(state.recommend(None, n=body.n, history=hist, category=body.category, exclude=body.exclude))
 
     # ------------------------------------------------------------- operations
