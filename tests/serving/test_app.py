@@ -114,6 +114,16 @@ def test_a_number_too_large_for_a_float_is_422_not_500(client, field):
     assert client.get("/users/a/events").json()["events"] == []
 
 
+@pytest.mark.parametrize("price", [[1, 2], {"eur": 3}, "cheap"])
+def test_an_item_attribute_that_does_not_fit_its_numeric_column_is_422_and_nothing_is_stored(client, price):
+    # Before, the PUT was acknowledged and the next retrain failed on it.
+    r = client.put("/items/odd", json={"text": "an odd thing", "attributes": {"price": price}}, headers=KEY)
+    assert r.status_code == 422 and "item 'odd'" in r.text and "'price' must be a number" in r.text
+    assert client.get("/items/odd").status_code == 404
+    ok = client.put("/items/odd", json={"text": "an odd thing", "attributes": {"price": 3.5, "category": ["a", "B"]}}, headers=KEY)
+    assert ok.status_code == 200 and client.get("/items/odd").json()["attributes"]["price"] == 3.5
+
+
 def test_oversized_body_is_413_and_nothing_is_stored(client):
     big = {"events": [{"user_id": "big", "item_id": "i00001", "type": "x" * 60}] * 2000}
     assert client.post("/events", json=big, headers=KEY).status_code == 413

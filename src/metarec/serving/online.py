@@ -24,7 +24,7 @@ from metarec.data.queries import Queries
 from metarec.errors import DataError
 from metarec.models.io import TrainedModel
 from metarec.ranking import top_k
-from metarec.serving.retrain import write_over
+from metarec.serving.retrain import attribute_text, write_over
 from metarec.serving.store import Event, EventStore
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class OnlineRecommender:
         self.popularity = model.popularity()
         self.categories = _category_text(model.items)
         self.texts: dict[str, str] = {}
+        self.put_attributes: dict[str, dict[str, Any]] = {}  # the last PUT /items of each item
         self.can_add_items = model.scorer.can_add_items
         self.last_seq = 0
         self.items_seen_until = -1.0
@@ -152,15 +153,22 @@ class OnlineRecommender:
 
     def put_item(self, item_id: str, text: str, attributes: dict[str, Any], persist: bool = True) -> bool:
         """Add (or revive) an item; returns whether it was new. Raises ConfigError when the
-        model cannot score items from content and the item is not in its catalogue."""
+        model cannot score items from content and the item is not in its catalogue, and a
+        DataError naming the item and attribute when a value does not fit one of the model's
+        numeric item columns (``"year": [1, 2]``), as retraining would read it; nothing is
+        stored then (before, the PUT was acknowledged and the next retrain failed on it)."""
         from metarec.errors import ConfigError
 
         if persist:
             if item_id not in self.item_index and not self.can_add_items:
                 raise ConfigError(f"model {self.model.scorer.name!r} cannot add items from text; use hybrid or content-knn")
+            base = self.model.items.iloc[:0].reindex([0]).set_axis([item_id])
+            given = {k: v for k, v in attributes.items() if k in base.columns}
+            write_over(base, {item_id: given}, "item", f"PUT /items/{item_id}")
             self.store.upsert_item(item_id, text, attributes)
-        category = str(attributes.get("category", attributes.get("genres", ""))).lower()
+        category = (attribute_text(attributes.get("category", attributes.get("genres"))) or "").lower()
         with self.lock.write():
+            self.put_attributes[item_id] = dict(attributes)
             if item_id in self.item_index:
                 i = self.item_index[item_id]
                 self.deleted[i] = False
@@ -222,6 +230,10 @@ class OnlineRecommender:
             return None
         row = self.model.items.iloc[i] if i < len(self.model.items) else pd.Series(dtype=object)
         attrs = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        put = self.put_attributes.get(item_id)
+        if put is not None:  # a PUT replaces the item, as retraining reads it: its text, its attributes
+            text_fields = set(self.model.config.get("text_fields") or [])
+            attrs = {k: (v if k in text_fields else None) for k, v in attrs.items()} | put
         return {"id": item_id, "text": self.texts.get(item_id), "attributes": attrs}
 
     # ----------------------------------------------------------- scoring

@@ -120,15 +120,15 @@ def write_over(table: pd.DataFrame, rows: dict[str, dict], kind: str, store_url:
             new = num
             table[col] = table[col].astype("float64")  # 31.5 into an int64 column is no error
         else:
-            new = new.map(_text)
+            new = new.map(attribute_text)
         table.loc[new.index, col] = new.to_numpy()
     return table
 
 
-def _text(value: Any) -> str | None:
+def attribute_text(value: Any) -> str | None:
     """An attribute as the text a text column holds.
 
-    >>> [_text(v) for v in (None, 3, "F", ["War", "Drama"])]
+    >>> [attribute_text(v) for v in (None, 3, "F", ["War", "Drama"])]
     [None, '3', 'F', 'War, Drama']
     """
     if value is None:
