@@ -75,3 +75,14 @@ def test_a_column_the_mapping_does_not_read_is_said(tmp_path, caplog):
     src.write_text("user,item,rating\nu1,i1,5\nu2,i2,4\n")
     clean_large(src, tmp_path / "o.parquet")
     assert "log.csv: column(s) not read: rating" in caplog.text
+
+
+def test_a_partial_mapping_keeps_the_canonical_columns_as_the_in_memory_reader_does(tmp_path):
+    src = tmp_path / "log.csv"
+    src.write_text("user,item,ts,stars\nu1,i1,100,5\nu2,i2,200,4\n")
+    report = clean_large(src, tmp_path / "o.parquet", "timestamp=ts,value=stars")  # was "missing column user"
+    out = pd.read_parquet(tmp_path / "o.parquet")
+    mem = load_dataset(src, "csv", columns="timestamp=ts,value=stars")
+    assert report.rows_out == 2 == len(mem.interactions)
+    assert out["user"].tolist() == ["u1", "u2"] and out["timestamp"].tolist() == [100.0, 200.0]
+    assert out["value"].tolist() == [5.0, 4.0]

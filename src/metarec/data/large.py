@@ -74,7 +74,10 @@ def clean_large(
             if threads:
                 con.execute(f"SET threads = {int(threads)}")
             present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
-            mapping = parse_mapping(columns) if columns else {c: c for c in CANONICAL if c in present}
+            # Canonical names default to themselves, as the in-memory reader has it: before,
+            # ``--columns timestamp=ts`` lost the log's own ``user`` and ``item`` columns.
+            given = parse_mapping(columns) if columns else {}
+            mapping = {c: c for c in CANONICAL if c in present} | given
             for canon, src in mapping.items():
                 if canon not in CANONICAL:
                     raise ConfigError(f"column mapping: {canon!r} is not one of {', '.join(CANONICAL)}")
