@@ -91,6 +91,16 @@ def test_errors_are_one_line(argv, message, world_dir, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_a_split_with_nothing_held_out_is_an_error_not_an_empty_report(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n")  # two pairs a user: 75% keeps both
+    out = tmp_path / "ev"
+    code, _, err = run(["evaluate", "--data", str(log), "--format", "csv", "--protocol", "holdout",
+                        "--models", "pop", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 2 and "protocol 'holdout' (seed 42) leaves no user a held-out item to find" in err
+    assert "Traceback" not in err and not (out / "results.json").exists()
+
+
 @pytest.mark.parametrize("value, message", [("0", "0 is below 1"), ("-5", "-5 is below 1"), ("x", "'x' is not a whole number")])
 def test_a_count_below_one_is_refused_by_the_parser(value, message, world_dir, capsys):
     with pytest.raises(SystemExit) as exc:

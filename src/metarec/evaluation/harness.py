@@ -26,6 +26,7 @@ from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.data.splits import QuerySet, Split, make_split
 from metarec.data.tasks import task_labels
+from metarec.errors import DataError
 from metarec.evaluation.metrics import (
     auc,
     coverage,
@@ -305,6 +306,11 @@ def evaluate(
     configs: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         split = make_split(data, protocol, seed)
+        if not any(len(qs) if qs.segment == "melu" else qs.relevant.nnz for qs in split.query_sets):
+            raise DataError(
+                f"{data.name}: protocol {protocol!r} (seed {seed}) leaves no user a held-out item to find "
+                f"({data.n_users} users, {data.n_interactions} interactions): too little data for it"
+            )  # before, an empty results file and a report that failed on it
         for qs in split.query_sets:
             if qs.segment == "melu":
                 for ref, means in reference_ratings(split.train, qs, split.test).items():

@@ -90,6 +90,8 @@ def plot_results(results: Results, out_dir: Path, metric: str = "NDCG@10") -> li
     import matplotlib.pyplot as plt
 
     df = results_frame(results)
+    if df.empty:  # no rows (an old file: evaluation now refuses a split with no test user)
+        return []
     df = df[df["metric"] == metric]
     if df.empty:
         return []
