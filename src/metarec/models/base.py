@@ -101,11 +101,11 @@ class Scorer:
 
     def __init__(self, config: Any = None, **params: Any) -> None:
         if config is None:
-            try:
-                config = self.Config(**params)
-            except TypeError as exc:
-                fields = [f.name for f in dataclasses.fields(self.Config)]
-                raise ConfigError(f"{self.name}: {exc}; parameters are {fields}") from None
+            fields = [f.name for f in dataclasses.fields(self.Config)]
+            unknown = sorted(set(params) - set(fields))
+            if unknown:
+                raise ConfigError(f"{self.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; parameters are {', '.join(fields)}")
+            config = self.Config(**params)
         elif params:
             config = dataclasses.replace(config, **params)
         self.config = checked_config(self.name, config)
