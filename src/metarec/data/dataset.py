@@ -239,7 +239,7 @@ def build_dataset(
         min_core=min_core,
     )
     if len(clean) == 0:
-        raise DataError(f"{source}: no valid rows left after cleaning ({'; '.join(report.lines()[1:])})")
+        raise DataError(f"{source}: no valid rows left after cleaning ({'; '.join(line.strip() for line in report.lines()[1:])})")
     user_vocab = _vocabulary(clean["user"], users, keep_table_ids=not min_core)
     item_vocab = _vocabulary(clean["item"], items, keep_table_ids=not min_core)
     inter = pd.DataFrame(
