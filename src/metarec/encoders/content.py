@@ -86,8 +86,8 @@ def item_texts(data: Dataset, template: str | None) -> list[str]:
         return render_texts(data.items, template)
     if not data.text_fields:
         raise ConfigError(
-            f"data set {data.name!r} has no item text fields; give a template "
-            "(content.template) or your own vectors (content.vectors)"
+            f"data set {data.name!r} has no item text fields; name them (--text-fields), give a template "
+            "(--param template='{title}. {category}', or encode --template) or your own vectors (--param vectors=FILE)"
         )
     return data.item_text()
 
