@@ -107,6 +107,14 @@ def test_csv_and_parquet_with_mapping(tmp_path):
     assert d2.n_interactions == 2
 
 
+def test_an_attribute_file_repeating_an_id_is_said_and_its_first_row_kept(tmp_path, caplog):
+    f = write(tmp_path / "log.csv", "user,item\nalice,a\nbob,b\n")
+    items = write(tmp_path / "items.csv", "item,title\na,First\nb,Other\na,Second\n")
+    d = load_dataset(f, "csv", items=items, text_fields="title")
+    assert d.item_text() == ["First", "Other"]
+    assert "items.csv: 1 row(s) repeat an id given above (e.g. item 'a' on row 4)" in caplog.text
+
+
 def test_a_column_the_mapping_does_not_read_is_said_not_dropped_silently(tmp_path, caplog):
     f = write(tmp_path / "log.csv", "user,item,rating,ts\nalice,B01,5,1\nbob,B02,2,2\n")
     d = load_dataset(f, "csv")

@@ -487,6 +487,11 @@ def read_table(
         if id_col not in t.columns:
             raise DataError(f"{f}: missing id column {id_col!r} (columns are: {', '.join(c for c in t.columns if c != '_row')})")
         t = typed_attributes(t, f, infer=True, keep=(id_col, *tf))
+        repeat = t[id_col].duplicated(keep="first").to_numpy()
+        if repeat.any():  # said, not kept silently: the first row of an id is the one used
+            first = t.loc[repeat].iloc[0]
+            log.warning("%s: %d row(s) repeat an id given above (e.g. %s %r on row %s); the first row of each id is kept",
+                        f, int(repeat.sum()), id_col, first[id_col], first["_row"])
         return t.drop(columns="_row").set_index(id_col)
 
     item_table = table(items, item_columns, "item")
