@@ -8,7 +8,7 @@ import pytest
 
 from metarec.data import Queries
 from metarec.data.synthetic import WorldConfig, make_world
-from metarec.errors import ConfigError
+from metarec.errors import ConfigError, DataError
 from metarec.models import make_scorer
 from metarec.models.io import load_model, save_model
 from metarec.testing import checkerboard
@@ -191,3 +191,24 @@ def test_an_ensemble_directory_names_every_member_setting_and_keeps_it_when_a_de
     again = make_scorer("ensemble", **model.config["config"])
     made = [m.scorers[0].config for m in again._members()]
     assert (made[1].iterations, made[1].values, made[1].seed) == (15, "sqrt", ens.config.seed)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "weights.safetensors").write_bytes((d / "weights.safetensors").read_bytes()[:200]),
+         "weights.safetensors: cannot read this model file (SafetensorError"),
+        (lambda d: (d / "history.safetensors").unlink(), ": the model file history.safetensors is missing"),
+        (lambda d: (d / "items.parquet").write_bytes(b"not parquet"), "items.parquet: cannot read this model file"),
+        (lambda d: (d / "config.json").write_text("{broken"), "config.json: cannot read this model file (JSONDecodeError"),
+        (lambda d: (d / "config.json").write_text("[1]"), "config.json: not a metarec model (format 'list')"),
+    ],
+)
+def test_a_damaged_model_directory_is_an_error_naming_the_file(tmp_path, damage, message):
+    # Before, each of these was a traceback from safetensors, pyarrow or json.
+    data, _ = checkerboard()
+    d = save_model(make_scorer("ease").fit(data), data, tmp_path / "m")
+    damage(d)
+    with pytest.raises(DataError) as exc:
+        load_model(d)
+    assert message in str(exc.value)

@@ -111,6 +111,21 @@ def _event_arrays(data: Dataset) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
+def _read(file: Path, read: Any) -> Any:
+    """``read(file)``, its failures as a DataError naming the model file: a missing, truncated
+    or foreign file (safetensors, Parquet or JSON) was a traceback."""
+    try:
+        return read(file)
+    except FileNotFoundError:
+        raise DataError(f"{file.parent}: the model file {file.name} is missing") from None
+    except Exception as exc:  # each library has its own error type for a damaged file
+        raise DataError(f"{file}: cannot read this model file ({type(exc).__name__}: {exc})") from None
+
+
+def _tensors(file: Path) -> dict[str, np.ndarray]:
+    return _read(file, lambda f: load_file(str(f)))
+
+
 def training_events(model: TrainedModel) -> pd.DataFrame | None:
     """The events ``model`` was trained on, with external ids (columns ``user``, ``item``,
     ``event``, ``value``, ``timestamp``), or None for a directory saved before they were kept
@@ -118,7 +133,7 @@ def training_events(model: TrainedModel) -> pd.DataFrame | None:
     file = None if model.path is None else Path(model.path) / "events.safetensors"
     if file is None or not file.exists():
         return None
-    e = load_file(str(file))
+    e = _tensors(file)
     types = np.asarray(model.config["event_types"], dtype=object)
     if len(e["event"]) and (e["event"].min() < 0 or e["event"].max() >= len(types)):
         raise DataError(f"{file}: event type codes outside the {len(types)} types config.json lists")
@@ -281,9 +296,10 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise DataError(f"{path}: not a metarec model directory (no config.json)")
-    config = json.loads(cfg_file.read_text())
-    if config.get("format") != FORMAT:
-        raise DataError(f"{cfg_file}: not a metarec model (format {config.get('format')!r})")
+    config = _read(cfg_file, lambda f: json.loads(f.read_text()))
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise DataError(f"{cfg_file}: not a metarec model (format {found!r})")
     name = config["model"]
     if name not in MODELS:
         raise ConfigError(f"{cfg_file}: model {name!r} is not known to this metarec version")
@@ -294,10 +310,14 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
     before = {k: v(config["config"]) if callable(v) else v for k, v in cls.saved_before.items()}
     config["config"] = {**before, **config["config"]}
     scorer = cls(**{k: v for k, v in config["config"].items() if k in fields})
-    scorer.set_state(load_file(str(path / "weights.safetensors")))
-    h = load_file(str(path / "history.safetensors"))
-    items = pd.read_parquet(path / "items.parquet")
-    users = pd.read_parquet(path / "users.parquet")
+    weights = _tensors(path / "weights.safetensors")
+    try:
+        scorer.set_state(weights)
+    except (KeyError, ValueError) as exc:  # arrays of another model, or of the wrong shape
+        raise DataError(f"{path / 'weights.safetensors'}: not the weights of this {name} model ({exc!r})") from None
+    h = _tensors(path / "history.safetensors")
+    items = _read(path / "items.parquet", pd.read_parquet)
+    users = _read(path / "users.parquet", pd.read_parquet)
     n_users, n_items = len(users), len(items)
     history = sp.csr_matrix(
         (np.ones(len(h["indices"]), np.float32), h["indices"], h["indptr"]), shape=(n_users, n_items)
