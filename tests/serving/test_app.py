@@ -154,6 +154,22 @@ def test_state_survives_a_restart_and_a_hot_swap(model_dir, tmp_path):
         assert ids(c.get("/users/v/recommendations?n=5")) == first
 
 
+def test_a_directory_that_loads_but_cannot_score_is_refused_and_the_served_model_kept(client, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from metarec.errors import MetarecError
+
+    data = make_world(WorldConfig(n_users=50, n_items=40, seed=2))
+    bad = save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    arrays = load_file(str(bad / "weights.safetensors")) | {"weights": np.zeros((8, 4), np.float32)}  # a wrong shape
+    save_file(arrays, str(bad / "weights.safetensors"))
+    r = client.post("/admin/reload", json={"model_dir": str(bad)}, headers=KEY)
+    assert r.status_code == 422 and "the model loads but cannot score" in r.text  # it was swapped in: 500s after
+    assert client.get("/health/ready").json()["model"] == "hybrid" and ids(client.get("/users/u1/recommendations"))
+    with pytest.raises(MetarecError, match="cannot score"):  # and at start
+        create_app(bad, f"sqlite:///{tmp_path / 'other.db'}", "test-key")
+
+
 def test_put_of_an_existing_item_with_a_new_text_re_encodes_it(client):
     """Item i00003 re-described with i00020's text climbs in i00020's similar list."""
 

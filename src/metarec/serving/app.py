@@ -205,6 +205,17 @@ def _items(recs: list[tuple[str, float]]) -> Response:
     return Response(body, media_type="application/json")
 
 
+def _serving(online: OnlineRecommender, model_dir: Path) -> OnlineRecommender:
+    """``online`` once it has ranked one cold-start list: a directory that loads but cannot
+    score (weights of another shape) is refused at start or reload, the served model kept,
+    where it used to be swapped in and fail every request."""
+    try:
+        online.recommend(None, n=1)
+    except Exception as exc:
+        raise MetarecError(f"{model_dir}: the model loads but cannot score ({type(exc).__name__}: {exc})") from None
+    return online
+
+
 def _require_items(state: OnlineRecommender, item_ids: list[str]) -> None:
     """A 422 naming the ids (up to ten) that are not live items of the service."""
     unknown = state.unknown_items(item_ids)
@@ -255,7 +266,7 @@ def create_app(
     app = FastAPI(title="metarec", version=__version__,
                   description="Recommendations for new users and new items, learning from every event.")  # fmt: skip
     app.state.store = store
-    app.state.online = OnlineRecommender(load_model(model_dir), store)
+    app.state.online = _serving(OnlineRecommender(load_model(model_dir), store), model_dir)
     app.state.info = _model_info(model_dir)
     app.state.metrics = Metrics()
     app.state.metrics.items.set(len(app.state.online.item_index))
@@ -388,7 +399,7 @@ def create_app(
         try:
             if not (new_dir / "config.json").is_file():
                 raise HTTPException(422, f"{new_dir}: not a model directory")
-            fresh = OnlineRecommender(load_model(new_dir), request.app.state.store)
+            fresh = _serving(OnlineRecommender(load_model(new_dir), request.app.state.store), new_dir)
         except OSError as exc:  # an unreadable or impossible path is the caller's error
             raise HTTPException(422, f"cannot read model directory: {exc.strerror}") from None
         request.app.state.online, request.app.state.info = fresh, _model_info(new_dir)
