@@ -249,3 +249,27 @@ def test_retraining_data_takes_the_stores_items_and_checks_their_numeric_attribu
     store.close()
     with pytest.raises(DataError, match=r"item 'z': attribute 'price' must be a number, got 'cheap'"):
         dataset_from_store(url, path)
+
+
+def test_retraining_data_leaves_out_a_deleted_items_events_without_a_warning(tmp_path, caplog):
+    """A deleted item leaves the data with its training and stored events; they are not
+    "unknown item" rows of bad input (which a warning reports), and a revived item keeps them."""
+    from metarec.serving.retrain import dataset_from_store
+    from metarec.serving.store import Event, open_store
+
+    raw = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "w"], "value": 1.0})
+    data = build_dataset(raw, source="r.csv")
+    path = tmp_path / "m"
+    save_model(make_scorer("pop").fit(data), data, path)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = open_store(url)
+    store.add_events([Event(event_id="e1", user_id="c", item_id="x", type="interaction", value=1.0, timestamp=5.0),
+                      Event(event_id="e2", user_id="c", item_id="y", type="interaction", value=1.0, timestamp=6.0)])  # fmt: skip
+    store.delete_item("x")
+    store.delete_item("w")
+    store.upsert_item("w", "back again", {})  # revived: keeps its events
+    store.close()
+    again = dataset_from_store(url, path)
+    pairs = sorted(zip(again.user_ids[again.interactions["user"]], again.item_ids[again.interactions["item"]]))
+    assert pairs == [("a", "y"), ("b", "w"), ("c", "y")] and "x" not in set(again.item_ids)
+    assert "unknown item" not in caplog.text and not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -7,6 +7,7 @@ it with ``POST /admin/reload`` without failing a request.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from metarec.errors import DataError
 from metarec.models.io import TrainedModel, load_model, save_model, training_events
 from metarec.models.registry import make_scorer
 from metarec.serving.store import StoredItem, open_store
+
+log = logging.getLogger(__name__)
 
 
 def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Dataset:
@@ -50,6 +53,11 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     finally:
         store.close()
     raw = pd.concat(frames, ignore_index=True)
+    latest = {it.item_id: it for it in stored}  # oldest first: the last change of an item wins
+    gone = raw["item"].astype(str).isin([i for i, it in latest.items() if it.deleted]).to_numpy()
+    if gone.any():  # a deleted item leaves the data, its events with it (not "unknown item" rows)
+        log.info("%s: %d events of deleted items left out", store_url, int(gone.sum()))
+        raw = raw.loc[~gone].reset_index(drop=True)
     raw["timestamp"] = raw["timestamp"].fillna(0.0) if "timestamp" in raw else 0.0
     raw = raw[["user", "item", "event", "value", "timestamp"]].assign(_row=np.arange(1, len(raw) + 1))
     text_fields = list(model.config.get("text_fields") or [])
