@@ -36,7 +36,7 @@ DROP_REASONS = (
 
 
 #: Reasons that mean a row was malformed (or names an id its attribute table lacks).
-_BAD_INPUT = frozenset(DROP_REASONS[:5])
+_BAD_INPUT = frozenset({"missing id", "bad timestamp", "value out of range", "unknown user", "unknown item"})
 
 
 @dataclass

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def _event_arrays(data: Dataset) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
-def _read(file: Path, read: Any) -> Any:
+def _read(file: Path, read: Callable[[Path], Any]) -> Any:
     """``read(file)``, its failures as a DataError naming the model file: a missing, truncated
     or foreign file (safetensors, Parquet or JSON) was a traceback."""
     try:

@@ -61,7 +61,7 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     raw["timestamp"] = raw["timestamp"].fillna(0.0) if "timestamp" in raw else 0.0
     raw = raw[["user", "item", "event", "value", "timestamp"]].assign(_row=np.arange(1, len(raw) + 1))
     text_fields = list(model.config.get("text_fields") or [])
-    items = _items(model, stored, text_fields, store_url)
+    items = _items(model, latest, text_fields, store_url)
     users = _users(model, stored_users, pd.unique(raw["user"].astype(str)), store_url)
     return build_dataset(
         raw, source=f"{store_url} + {model.path}", items=items, users=users, name=model.config.get("dataset", "store"),
@@ -70,13 +70,13 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     )  # fmt: skip
 
 
-def _items(model: TrainedModel, stored: list[StoredItem], text_fields: list[str], store_url: str) -> pd.DataFrame:
-    """The model's items with the store's: deleted ones dropped, added or replaced ones (their
-    text in the first text field, their attributes for the model's columns, the rest empty:
-    ``PUT /items`` replaces an item) written over the model's."""
+def _items(model: TrainedModel, latest: dict[str, StoredItem], text_fields: list[str], store_url: str) -> pd.DataFrame:
+    """The model's items with the store's (``latest``: each stored item's last change):
+    deleted ones dropped, added or replaced ones (their text in the first text field, their
+    attributes for the model's columns, the rest empty: ``PUT /items`` replaces an item)
+    written over the model's."""
     items = model.items.copy()
     items.index = model.item_ids
-    latest = {it.item_id: it for it in stored}  # oldest first: the last change of an item wins
     gone = [i for i, it in latest.items() if it.deleted]
     live = {i: it for i, it in latest.items() if not it.deleted}
     items = items.drop(index=gone, errors="ignore")
