@@ -103,6 +103,19 @@ def test_a_split_with_nothing_held_out_is_an_error_not_an_empty_report(tmp_path,
     assert "Traceback" not in err and not (out / "results.json").exists()
 
 
+def test_a_log_with_another_separator_or_no_header_gets_a_hint_and_sep_reads_it(tmp_path, capsys):
+    semi = tmp_path / "semi.csv"
+    semi.write_text("user;item\nu1;i1\nu2;i2\n")
+    code, _, err = run(["data", "inspect", "--data", str(semi), "--format", "csv"], capsys)
+    assert code == 2 and "missing column 'user' (columns are: user;item); it looks ';'-separated (--sep ';')" in err
+    code, out, _ = run(["data", "inspect", "--data", str(semi), "--format", "csv", "--sep", ";", "--json"], capsys)
+    assert code == 0 and json.loads(out)["interactions"] == 2
+    bare = tmp_path / "u.data"
+    bare.write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n")  # ML-100K's layout: tabs, no header
+    code, _, err = run(["data", "inspect", "--data", str(bare), "--format", "csv"], capsys)
+    assert code == 2 and "it looks tab-separated (--sep tab); its first row looks like data, not a header" in err
+
+
 @pytest.mark.parametrize("value, message", [("0", "0 is below 1"), ("-5", "-5 is below 1"), ("x", "'x' is not a whole number")])
 def test_a_count_below_one_is_refused_by_the_parser(value, message, world_dir, capsys):
     with pytest.raises(SystemExit) as exc:

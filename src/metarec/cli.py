@@ -78,7 +78,17 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--users", help="csv/parquet: user attribute file")
     g.add_argument("--user-columns", help="id column of --users, e.g. user=userId")
     g.add_argument("--text-fields", help="csv/parquet: item columns holding text")
+    g.add_argument("--sep", type=_separator, help="csv: field separator of the log and attribute files "
+                   "(default ','; 'tab' for tabs; .tsv and .tab files are read with tabs)")
     g.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
+
+
+def _separator(value: str) -> str:
+    """``--sep``: one character, or ``tab``."""
+    sep = "\t" if value.lower() in ("tab", "\\t", "\t") else value
+    if len(sep) != 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one character (or 'tab')")
+    return sep
 
 
 def _load(args: argparse.Namespace):
@@ -89,8 +99,10 @@ def _load(args: argparse.Namespace):
         opts.update(columns=args.columns, items=args.items, item_columns=args.item_columns,
                     users=args.users, user_columns=args.user_columns,
                     text_fields=args.text_fields or ())  # fmt: skip
-    elif args.columns or args.items or args.users:
-        raise ConfigError(f"--columns/--items/--users apply to --format csv or parquet, not {args.format!r}")
+        if args.sep:
+            opts["sep"] = args.sep
+    elif args.columns or args.items or args.users or args.sep:
+        raise ConfigError(f"--columns/--items/--users/--sep apply to --format csv or parquet, not {args.format!r}")
     return load_dataset(args.data, args.format, **opts)
 
 

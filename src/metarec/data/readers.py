@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,14 +104,30 @@ def read_delimited(
     return frame
 
 
+def _layout_hint(columns: list[str]) -> str:
+    r"""Why a delimited file's header may not be one: another separator, or no header row.
+
+    >>> _layout_hint(["196\t242\t3\t881250949"])
+    '; it looks tab-separated (--sep tab); its first row looks like data, not a header (a header row names the columns)'
+    >>> _layout_hint(["user", "item"])
+    ''
+    """
+    hints = []
+    if len(columns) == 1 and any(sep in columns[0] for sep in "\t;|"):
+        sep = next(s for s in "\t;|" if s in columns[0])
+        hints.append("it looks tab-separated (--sep tab)" if sep == "\t" else f"it looks {sep!r}-separated (--sep '{sep}')")
+    parts = [p for c in columns for p in re.split(r"[\t;|]", c) if p.strip()]
+    if parts and all(re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", p) for p in parts):
+        hints.append("its first row looks like data, not a header (a header row names the columns)")
+    return "".join(f"; {h}" for h in hints)
+
+
 def _canonical(frame: pd.DataFrame, mapping: dict[str, str], path: Path) -> pd.DataFrame:
     """Rename source columns to canonical names, remembering the source names for messages."""
     missing = [src for src in mapping.values() if src not in frame.columns]
     if missing:
-        raise DataError(
-            f"{path}: missing column {missing[0]!r} (columns are: "
-            f"{', '.join(c for c in frame.columns if c != '_row')})"
-        )
+        cols = [str(c) for c in frame.columns if c != "_row"]
+        raise DataError(f"{path}: missing column {missing[0]!r} (columns are: {', '.join(cols)}){_layout_hint(cols)}")
     out = pd.DataFrame({canon: frame[src] for canon, src in mapping.items()})
     out["_row"] = frame["_row"].to_numpy() if "_row" in frame else np.arange(1, len(frame) + 1)
     out.attrs["columns"] = dict(mapping)
