@@ -79,6 +79,13 @@ def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
         (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "magic"],
          "error: unknown model 'magic'"),
         (["recommend", "--model", "{d}"], "not a metarec model directory"),
+        # A repeat was averaged in as another seed; a cutoff of 0 was a traceback.
+        (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "pop,pop"],
+         "error: models: pop given more than once"),
+        (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "pop", "--seeds", "1,1"],
+         "error: seeds: 1 given more than once"),
+        (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "pop", "--cutoffs", "0"],
+         "error: cutoffs: each must be at least 1, got [0]"),
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ials", "--param", "factors=-3", "--out", "{d}/m"],
          "error: ials: factors must be a finite number, at least 0, not -3"),
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ease", "--param", "l2=lots", "--out", "{d}/m"],

@@ -26,7 +26,7 @@ from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.data.splits import QuerySet, Split, make_split
 from metarec.data.tasks import task_labels
-from metarec.errors import DataError
+from metarec.errors import ConfigError, DataError
 from metarec.evaluation.metrics import (
     auc,
     coverage,
@@ -277,6 +277,17 @@ def ensemble_params(models: Sequence[str], params: dict[str, dict[str, Any]]) ->
     return {**params, "ensemble": ens}
 
 
+def check_run(models: Sequence[str], seeds: Sequence[int], cutoffs: Sequence[int]) -> None:
+    """ConfigError for a run :func:`evaluate` cannot report truly: a model or seed given twice
+    (the repeat was averaged in as another seed) or a cutoff below 1 (a traceback)."""
+    for what, values in (("models", list(models)), ("seeds", list(seeds))):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"{what}: {', '.join(repeated)} given more than once")
+    if not cutoffs or min(cutoffs) < 1:
+        raise ConfigError(f"cutoffs: each must be at least 1, got {list(cutoffs)}")
+
+
 def evaluate(
     data: Dataset,
     protocol: str,
@@ -298,6 +309,7 @@ def evaluate(
     An ``ensemble`` evaluated beside other models combines those models, with their
     parameters, unless its ``members`` are given (:func:`ensemble_params`).
     """
+    check_run(models, seeds, cutoffs)
     params = ensemble_params(models, params or {})
     per_seed: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
