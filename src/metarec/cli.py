@@ -241,9 +241,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from metarec.models.io import save_model
+    from metarec.models.io import check_model_out, save_model
     from metarec.models.registry import make_scorer, parse_params
 
+    check_model_out(args.out)  # before the training, not after it
     data = _load(args)
     name = args.model or default_model(data)
     params = parse_params(args.param)
@@ -410,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--seeds", help="comma-separated seeds; values are means over them")
     ev.add_argument("--cutoffs", default="5,10,20")
-    ev.add_argument("--negatives", type=int, default=4,
+    ev.add_argument("--negatives", type=_positive_int, default=4,
                     help="task metrics (models that predict tasks): sampled negatives per held-out pair")  # fmt: skip
     ev.add_argument("--param", action="append", help="model.name=value, e.g. ease.l2=300 (repeatable)")
     ev.add_argument("--out", default="metarec-eval", help="output directory")

@@ -212,3 +212,21 @@ def test_a_damaged_model_directory_is_an_error_naming_the_file(tmp_path, damage,
     with pytest.raises(DataError) as exc:
         load_model(d)
     assert message in str(exc.value)
+
+
+def test_a_model_does_not_replace_a_file_or_a_directory_that_is_not_a_model(tmp_path):
+    # Before, save_model deleted either to put the model there.
+    data, _ = checkerboard()
+    scorer = make_scorer("pop").fit(data)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(ConfigError, match="a file is there"):
+        save_model(scorer, data, notes)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "keep.csv").write_text("mine")
+    with pytest.raises(ConfigError, match=r"not a metarec model directory \(it holds keep.csv\)"):
+        save_model(scorer, data, tmp_path / "work")
+    assert notes.read_text() == "mine" and (tmp_path / "work" / "keep.csv").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    first = save_model(scorer, data, tmp_path / "empty")  # an empty directory, then a model, are replaced
+    assert save_model(make_scorer("ease").fit(data), data, first) == first and load_model(first).scorer.name == "ease"

@@ -54,9 +54,31 @@ def _table(ids: np.ndarray, attrs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Write a trained ``scorer`` (fitted on ``data``) to the directory ``path``."""
+def check_model_out(path: str | os.PathLike) -> None:
+    """ConfigError where a model written to ``path`` would replace what is not a metarec model
+    directory: a file, or a directory holding anything else (before, both were deleted)."""
     path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{path}: a file is there, and a model is a directory; give another output path")
+    held = sorted(p.name for p in path.iterdir())
+    if not held:
+        return
+    try:
+        ours = json.loads((path / "config.json").read_text()).get("format") == FORMAT
+    except Exception:  # no config.json, or not ours: either way not a model to replace
+        ours = False
+    if not ours:
+        raise ConfigError(f"{path}: not a metarec model directory (it holds {', '.join(held[:5])}"
+                          f"{', ...' if len(held) > 5 else ''}), so a model will not replace it; give another output path")  # fmt: skip
+
+
+def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Write a trained ``scorer`` (fitted on ``data``) to the directory ``path``: a new or
+    empty directory, or a model directory it replaces (:func:`check_model_out`)."""
+    path = Path(path)
+    check_model_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from metarec.data.dataset import Dataset, build_dataset
 from metarec.errors import DataError
-from metarec.models.io import TrainedModel, load_model, save_model, training_events
+from metarec.models.io import TrainedModel, check_model_out, load_model, save_model, training_events
 from metarec.models.registry import make_scorer
 from metarec.serving.store import StoredItem, open_store
 
@@ -146,6 +146,7 @@ def attribute_text(value: Any) -> str | None:
 
 def retrain(store_url: str, model_dir: str | Path, out: str | Path) -> Path:
     """Train the served model's kind again on its data and the store; returns the new directory."""
+    check_model_out(out)  # before the training, not after it
     model = load_model(model_dir)
     data = dataset_from_store(store_url, model)
     cls_fields = {f.name for f in dataclasses.fields(type(model.scorer.config))}
