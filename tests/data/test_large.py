@@ -86,3 +86,12 @@ def test_a_partial_mapping_keeps_the_canonical_columns_as_the_in_memory_reader_d
     assert report.rows_out == 2 == len(mem.interactions)
     assert out["user"].tolist() == ["u1", "u2"] and out["timestamp"].tolist() == [100.0, 200.0]
     assert out["value"].tolist() == [5.0, 4.0]
+
+
+def test_an_output_that_is_a_directory_is_refused_and_nothing_is_left_behind(tmp_path):
+    src = tmp_path / "log.csv"
+    src.write_text("user,item\nu1,i1\n")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataError, match="out: is a directory; give the Parquet file to write"):
+        clean_large(src, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "out"]  # was a stray .out.partial

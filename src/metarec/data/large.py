@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metarec.data.cleaning import CleaningReport
+from metarec.data.cleaning import DROP_REASONS, CleaningReport
 from metarec.data.readers import CANONICAL, parse_mapping, warn_unread
 from metarec.errors import ConfigError, DataError
 
@@ -61,6 +61,8 @@ def clean_large(
     path, out = Path(path), Path(out)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if out.is_dir():  # it failed at the end, leaving its partial file beside the directory
+        raise DataError(f"{out}: is a directory; give the Parquet file to write")
     source = path.name
     reader = "read_parquet" if path.suffix in (".parquet", ".pq") else "read_csv"
     opts = "" if reader == "read_parquet" else ", header = true, all_varchar = true"
@@ -154,15 +156,17 @@ def _clean(
         SELECT reason, count(*), min(_row, 5) FROM flagged WHERE reason IS NOT NULL GROUP BY reason
     """).fetchall():
         report.drops.append(_drop(reason, count, sorted(examples)))
-    order = ["missing id", "bad timestamp", "value out of range", "unknown user", "unknown item", "duplicate", "k-core"]
-    report.drops.sort(key=lambda d: order.index(d.reason))
+    report.drops.sort(key=lambda d: DROP_REASONS.index(d.reason))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.name}.partial")
-    con.execute(f"""
-        COPY (SELECT "user", item, event, value, "timestamp", _row FROM flagged WHERE reason IS NULL ORDER BY _row)
-        TO {_literal(str(tmp_out))} (FORMAT parquet)
-    """)
-    os.replace(tmp_out, out)  # readers never see a half-written file
+    try:
+        con.execute(f"""
+            COPY (SELECT "user", item, event, value, "timestamp", _row FROM flagged WHERE reason IS NULL ORDER BY _row)
+            TO {_literal(str(tmp_out))} (FORMAT parquet)
+        """)
+        os.replace(tmp_out, out)  # readers never see a half-written file
+    finally:
+        tmp_out.unlink(missing_ok=True)  # left behind only where the write or the rename failed
     report.rows_out = report.rows_in - report.dropped
     return report
 
