@@ -62,6 +62,24 @@ def test_item_content_from_text_and_from_your_own_vectors(tmp_path):
         load_vectors(tmp_path / "bad.npz", data.item_ids)
 
 
+def test_an_unreadable_vector_file_is_an_error_naming_it(tmp_path):
+    """Each was a numpy, zipfile or pyarrow traceback."""
+    ids = np.array(["i0", "i1"])
+    # np.savez of a pandas column: object ids, which are never unpickled
+    np.savez(tmp_path / "obj.npz", ids=np.array(["i0", "i1"], dtype=object), vectors=np.ones((2, 3)))
+    with pytest.raises(DataError, match=r"obj\.npz: cannot read .*save the ids as strings"):
+        load_vectors(tmp_path / "obj.npz", ids)
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(DataError, match=r"text\.npz: not an \.npz archive"):
+        load_vectors(tmp_path / "text.npz", ids)
+    np.savez(tmp_path / "words.npz", ids=ids, vectors=np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(DataError, match=r"words\.npz: cannot read this vector file \(ValueError"):
+        load_vectors(tmp_path / "words.npz", ids)
+    (tmp_path / "cut.parquet").write_bytes(b"PAR1")
+    with pytest.raises(DataError, match=r"cut\.parquet: cannot read this vector file"):
+        load_vectors(tmp_path / "cut.parquet", ids)
+
+
 def test_unknown_model_without_download_is_refused():
     pytest.importorskip("sentence_transformers")
     with pytest.raises(ConfigError, match="allow a download explicitly"):

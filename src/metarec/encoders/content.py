@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import string
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,22 +98,18 @@ def load_vectors(path: str | Path, item_ids: np.ndarray) -> tuple[np.ndarray, np
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: vector file not found")
-    if p.suffix == ".npz":
-        z = np.load(p, allow_pickle=False)
-        if "ids" not in z or "vectors" not in z:
-            raise DataError(f"{p}: an .npz vector file needs arrays 'ids' and 'vectors'")
-        ids, vecs = z["ids"].astype(str), np.asarray(z["vectors"], dtype=np.float32)
-    elif p.suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(p)
-        if "id" not in df.columns:
-            raise DataError(f"{p}: missing column 'id'")
-        ids = df["id"].astype(str).to_numpy()
-        if "embedding" in df.columns:
-            vecs = np.stack(df["embedding"].to_numpy()).astype(np.float32)
-        else:
-            vecs = df.drop(columns="id").to_numpy(dtype=np.float32)
-    else:
+    if p.suffix not in (".npz", ".parquet", ".pq"):
         raise DataError(f"{p}: vector files are .parquet or .npz")
+    try:
+        ids, vecs = _read_vectors(p)
+    except DataError:
+        raise
+    except Exception as exc:  # numpy, zipfile and pyarrow each raise their own type
+        hint = ""
+        if "Object arrays" in str(exc):
+            # np.savez of a pandas column or a list of Python objects: never unpickled here
+            hint = "; save the ids as strings (ids.astype(str)), not Python objects"
+        raise DataError(f"{p}: cannot read this vector file ({type(exc).__name__}: {exc}){hint}") from None
     if vecs.ndim != 2 or len(vecs) != len(ids):
         raise DataError(f"{p}: {len(ids)} ids but vectors of shape {vecs.shape}")
     if not np.isfinite(vecs).all():
@@ -124,6 +121,24 @@ def load_vectors(path: str | Path, item_ids: np.ndarray) -> tuple[np.ndarray, np
     out[has] = vecs[pos[has]]
     log.info("%s: vectors for %d of %d items", p, int(has.sum()), len(item_ids))
     return normalize_rows(out), has
+
+
+def _read_vectors(p: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids as str, vectors as float32)`` from an .npz or Parquet vector file."""
+    if p.suffix == ".npz":
+        if not zipfile.is_zipfile(p):
+            raise DataError(f"{p}: not an .npz archive (np.savez writes one)")
+        with np.load(p, allow_pickle=False) as z:
+            if "ids" not in z or "vectors" not in z:
+                raise DataError(f"{p}: an .npz vector file needs arrays 'ids' and 'vectors'")
+            return z["ids"].astype(str), np.asarray(z["vectors"], dtype=np.float32)
+    df = pd.read_parquet(p)
+    if "id" not in df.columns:
+        raise DataError(f"{p}: missing column 'id'")
+    ids = df["id"].astype(str).to_numpy()
+    if "embedding" in df.columns:
+        return ids, np.stack(df["embedding"].to_numpy()).astype(np.float32)
+    return ids, df.drop(columns="id").to_numpy(dtype=np.float32)
 
 
 def item_content(
