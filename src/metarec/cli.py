@@ -204,6 +204,7 @@ def default_model(data) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
+    import uuid
 
     import uvicorn
 
@@ -225,8 +226,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not (Path(args.model) / "config.json").exists():
         raise DataError(f"{args.model}: not a metarec model directory (no config.json)")
     open_store(args.store).close()
+    # One service id per start: the workers follow each other's reloads, and a worker that
+    # restarts takes the latest one; the next `metarec serve` starts on its own --model.
     os.environ.update(METAREC_MODEL=str(args.model), METAREC_STORE=args.store, METAREC_API_KEY=key or "",
-                      METAREC_MAX_BODY=str(args.max_body))  # fmt: skip
+                      METAREC_MAX_BODY=str(args.max_body), METAREC_SERVICE=uuid.uuid4().hex)  # fmt: skip
     uvicorn.run("metarec.serving.app:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning")  # fmt: skip
     return 0

@@ -11,5 +11,5 @@ def pg_url():
         pytest.skip("METAREC_PG_URL is not set (no PostgreSQL server here; .ci/run starts one)")
     psycopg = pytest.importorskip("psycopg")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS events, items, users")
+        conn.execute("DROP TABLE IF EXISTS events, items, users, served")
     return url

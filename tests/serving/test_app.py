@@ -308,3 +308,41 @@ def test_a_user_the_model_knows_nothing_of_gets_what_is_popular_now(tmp_path):
         events = [{"user_id": f"fan{j}", "item_id": rare} for j in range(popularity.max() + 1)]
         assert c.post("/events", json={"events": events}, headers=KEY).json()["accepted"] == len(events)
         assert ids(c.get("/users/another/recommendations?n=5"))[0] == rare
+
+
+def test_a_reload_reaches_every_worker_of_the_service_and_a_restarted_one(model_dir, tmp_path):
+    """Two apps with one service id and one store are two workers of ``metarec serve --workers
+    2``: a reload that one takes, the other serves from its next request. Before, it kept the
+    old model. A worker that starts after the reload serves the reloaded model; another service
+    (a new start, or a replica) keeps its own --model."""
+    data = make_world(WorldConfig(n_users=50, n_items=40, seed=2))
+    other = save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    a, b = create_app(model_dir, store, "test-key", service="s"), create_app(model_dir, store, "test-key", service="s")
+    with TestClient(a) as ca, TestClient(b) as cb, TestClient(create_app(model_dir, store, "test-key")) as cc:
+        assert cb.get("/health/ready").json()["model"] == "hybrid"
+        assert ca.post("/admin/reload", json={"model_dir": str(other)}, headers=KEY).json()["model"] == "ease"
+        assert cb.get("/health/ready").json() | {"items": 0} == ca.get("/health/ready").json() | {"items": 0}
+        assert cb.get("/health/ready").json()["model"] == "ease"
+        assert set(ids(cb.get("/users/u00001/recommendations?n=40"))) <= {f"i{k:05d}" for k in range(40)}
+        assert cc.get("/health/ready").json()["model"] == "hybrid"  # another service
+        with TestClient(create_app(model_dir, store, "test-key", service="s")) as restarted:
+            assert restarted.get("/health/ready").json()["model"] == "ease"
+        # back again, from the other worker
+        assert cb.post("/admin/reload", json={"model_dir": str(model_dir)}, headers=KEY).status_code == 200
+        assert ca.get("/health/ready").json()["model"] == "hybrid"
+
+
+def test_a_reloaded_model_that_will_not_load_on_another_worker_leaves_it_serving(model_dir, tmp_path, caplog):
+    data = make_world(WorldConfig(n_users=50, n_items=40, seed=2))
+    other = save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    a, b = create_app(model_dir, store, "test-key", service="s"), create_app(model_dir, store, "test-key", service="s")
+    with TestClient(a) as ca, TestClient(b) as cb:
+        assert ca.post("/admin/reload", json={"model_dir": str(other)}, headers=KEY).status_code == 200
+        (other / "config.json").unlink()  # gone before the other worker's next request
+        assert ids(cb.get("/users/u00001/recommendations?n=5"))
+        assert cb.get("/health/ready").json()["model"] == "hybrid"
+        assert "does not load here" in caplog.text
+        with TestClient(create_app(model_dir, store, "test-key", service="s")) as restarted:  # nor at start
+            assert restarted.get("/health/ready").json()["model"] == "hybrid"

@@ -48,3 +48,12 @@ def test_users_attributes_are_listed_as_last_put(store):
     assert [(u, a) for u, a, _ in changes] == [("u1", {"age": 20}), ("u2", {"age": 31})]
     assert store.user_changes(since=changes[0][2]) == changes[1:]
     assert store.user_changes(since=changes[-1][2]) == []
+
+
+def test_the_served_model_is_the_services_latest_reload(store):
+    assert store.served("a") is None
+    first = store.set_served("a", "/models/v2")
+    assert store.set_served("b", "/models/other") > first  # another service's reload
+    last = store.set_served("a", "/models/v'3")  # a quote is data
+    assert last > first and store.served("a") == (last, "/models/v'3")
+    assert store.served("b")[1] == "/models/other"

@@ -14,7 +14,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import secrets
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -223,8 +225,35 @@ def _require_items(state: OnlineRecommender, item_ids: list[str]) -> None:
         raise HTTPException(422, f"unknown item id(s): {', '.join(sorted(set(unknown))[:10])}")
 
 
+def _follow(app: FastAPI) -> None:
+    """Serve the model that a ``POST /admin/reload`` on another worker of this service swapped
+    in (the store records each reload): under ``metarec serve --workers N`` a reload reached
+    only the worker that took it. One indexed read when there is nothing new."""
+    served = app.state.store.served(app.state.service)
+    if served is None or served[0] <= app.state.served_seq:
+        return
+    with app.state.swap_lock:
+        if served[0] <= app.state.served_seq:  # another request of this worker got there first
+            return
+        seq, model_dir = served
+        try:
+            fresh = _serving(OnlineRecommender(load_model(Path(model_dir)), app.state.store), Path(model_dir))
+        except Exception as exc:  # it loaded on the worker that took the reload
+            log.error("%s: reloaded by another worker, but it does not load here (%s); still serving %s",
+                      model_dir, exc, app.state.info["model_dir"])  # fmt: skip
+            app.state.served_seq = seq  # not tried again on every request
+            return
+        _swap(app, fresh, Path(model_dir), seq)
+
+
+def _swap(app: FastAPI, online: OnlineRecommender, model_dir: Path, seq: int) -> None:
+    app.state.online, app.state.info, app.state.served_seq = online, _model_info(model_dir), seq
+    app.state.metrics.items.set(len(online.item_index))
+
+
 # ------------------------------------------------------------------------ dependencies
 def _online(request: Request) -> OnlineRecommender:
+    _follow(request.app)
     return request.app.state.online
 
 
@@ -246,6 +275,7 @@ def create_app(
     api_key: str,
     max_body_bytes: int = 1 << 20,
     blas_threads: int | None = 1,
+    service: str | None = None,
 ) -> FastAPI:
     """Build the service for a model directory and an event store.
 
@@ -254,6 +284,11 @@ def create_app(
         max_body_bytes: larger request bodies get 413.
         blas_threads: limit BLAS threads in this process (idle OpenBLAS threads spin and
             compete with request threads; one per request is fastest on small machines).
+        service: the id that the worker processes of one service share (``metarec serve
+            --workers N`` makes one per start; default: a new one, a service of its own). A
+            ``POST /admin/reload`` is recorded in the store under it, and every worker of the
+            service follows it at its next request; a worker that starts (or restarts) after
+            a reload serves the reloaded model, not ``model_dir``.
     """
     if not api_key:
         raise MetarecError("the service needs an API key for writes (--api-key or METAREC_API_KEY)")
@@ -263,13 +298,23 @@ def create_app(
         threadpool_limits(blas_threads, "blas")
     model_dir = Path(model_dir)
     store = open_store(store_url)
+    service = service or uuid.uuid4().hex
+    served = store.served(service)
+    online = None
+    if served is not None:  # a worker (re)started after a reload: it serves what the others do
+        try:
+            online = _serving(OnlineRecommender(load_model(Path(served[1])), store), Path(served[1]))
+            model_dir = Path(served[1])
+        except Exception as exc:
+            log.error("%s, this service's latest reload, does not load here (%s); serving %s", served[1], exc, model_dir)
     app = FastAPI(title="metarec", version=__version__,
                   description="Recommendations for new users and new items, learning from every event.")  # fmt: skip
     app.state.store = store
-    app.state.online = _serving(OnlineRecommender(load_model(model_dir), store), model_dir)
+    app.state.online = online or _serving(OnlineRecommender(load_model(model_dir), store), model_dir)
     app.state.info = _model_info(model_dir)
     app.state.metrics = Metrics()
     app.state.metrics.items.set(len(app.state.online.item_index))
+    app.state.service, app.state.served_seq, app.state.swap_lock = service, served[0] if served else 0, threading.Lock()
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     # The model's objects live as long as the process: keep the collector from walking them.
     gc.collect()
@@ -382,7 +427,8 @@ def create_app(
 
     @app.get("/health/ready")
     def ready(request: Request) -> dict[str, Any]:
-        return {"status": "ready", "version": __version__, **request.app.state.info,
+        _follow(app)  # report the model this worker serves from now on
+        return {"status": "ready", "version": __version__, **request.app.state.info, "worker": os.getpid(),
                 "items": len(request.app.state.online.item_index)}  # fmt: skip
 
     @app.get("/metrics")
@@ -394,7 +440,8 @@ def create_app(
     @app.post("/admin/reload", dependencies=[Key])
     def reload(body: ReloadIn, request: Request) -> dict[str, Any]:
         """Load another model directory, replay the store into it, then swap atomically:
-        requests in flight finish on the old model, the next ones use the new."""
+        requests in flight finish on the old model, the next ones use the new. The other
+        workers of this service swap it in at their next request."""
         new_dir = Path(body.model_dir)
         try:
             if not (new_dir / "config.json").is_file():
@@ -402,19 +449,19 @@ def create_app(
             fresh = _serving(OnlineRecommender(load_model(new_dir), request.app.state.store), new_dir)
         except OSError as exc:  # an unreadable or impossible path is the caller's error
             raise HTTPException(422, f"cannot read model directory: {exc.strerror}") from None
-        request.app.state.online, request.app.state.info = fresh, _model_info(new_dir)
-        return request.app.state.info
+        with app.state.swap_lock:
+            _swap(app, fresh, new_dir, store.set_served(service, str(new_dir)))
+        return app.state.info
 
     return app
 
 
 def app_from_env() -> FastAPI:
-    """The app configured from ``METAREC_MODEL``, ``METAREC_STORE``, ``METAREC_API_KEY`` and
-    ``METAREC_MAX_BODY``: the factory each worker process of ``metarec serve --workers N``
-    calls. Workers share the store and catch up with each other's writes on every call."""
-    import os
-
+    """The app configured from ``METAREC_MODEL``, ``METAREC_STORE``, ``METAREC_API_KEY``,
+    ``METAREC_MAX_BODY`` and ``METAREC_SERVICE``: the factory each worker process of ``metarec
+    serve --workers N`` calls. Workers share the store and catch up with each other's writes,
+    and with a reload that one of them took, on every call."""
     return create_app(
         os.environ["METAREC_MODEL"], os.environ["METAREC_STORE"], os.environ.get("METAREC_API_KEY", ""),
-        max_body_bytes=int(os.environ.get("METAREC_MAX_BODY", 1 << 20)),
+        max_body_bytes=int(os.environ.get("METAREC_MAX_BODY", 1 << 20)), service=os.environ.get("METAREC_SERVICE"),
     )  # fmt: skip

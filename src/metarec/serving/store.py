@@ -30,6 +30,11 @@ SCHEMA = (
         deleted INTEGER NOT NULL DEFAULT 0, updated DOUBLE PRECISION NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS users (
         user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL)""",
+    # The model each service serves since its last POST /admin/reload, so that every worker of
+    # `metarec serve --workers N` follows a reload that one of them took.
+    """CREATE TABLE IF NOT EXISTS served (
+        seq {serial}, service TEXT NOT NULL, model_dir TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS served_service ON served (service, seq)",
 )
 
 #: Inserting events; a repeated ``event_id`` is skipped (only that constraint: a row that
@@ -70,6 +75,9 @@ class EventStore:
 
     placeholder = "?"
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    #: How an INSERT hands back its ``seq`` ("" for a cursor's ``lastrowid``: SQLite before 3.35
+    #: has no RETURNING).
+    returning = ""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -174,6 +182,26 @@ class EventStore:
         rows = self._query("SELECT attributes FROM users WHERE user_id = ?", [user_id])
         return json.loads(rows[0][0]) if rows else None
 
+    # ------------------------------------------------------------ served model
+    def set_served(self, service: str, model_dir: str) -> int:
+        """Record that ``service`` now serves ``model_dir``; returns the record's sequence number."""
+        sql = "INSERT INTO served (service, model_dir, at) VALUES (?, ?, ?)" + self.returning
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(self._sql(sql), [service, model_dir, time.time()])
+                seq = int(cur.fetchone()[0] if self.returning else cur.lastrowid)
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+        return seq
+
+    def served(self, service: str) -> tuple[int, str] | None:
+        """``(seq, model_dir)`` of ``service``'s latest reload, or None if it has had none."""
+        rows = self._query("SELECT seq, model_dir FROM served WHERE service = ? ORDER BY seq DESC LIMIT 1", [service])
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
     def _query(self, sql: str, args: list[Any]) -> list[tuple]:
         """Rows of one read, whose transaction is closed at once: a replica that only reads
         must not sit "idle in transaction" (holding locks, holding back vacuum)."""
@@ -226,6 +254,7 @@ class PostgresStore(EventStore):
 
     placeholder = "%s"
     serial = "BIGSERIAL"
+    returning = " RETURNING seq"
 
     def __init__(self, url: str) -> None:
         self.url = url
