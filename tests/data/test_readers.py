@@ -183,3 +183,22 @@ def test_a_synthetic_world_read_back_from_csv_has_the_types_it_was_made_with(tmp
     for a, b in ((made.items, read.items), (made.users, read.users)):
         assert list(a.columns) == list(b.columns)
         assert [pd.api.types.is_numeric_dtype(a[c]) for c in a] == [pd.api.types.is_numeric_dtype(b[c]) for c in b]
+
+
+def test_a_synthetic_world_replaces_an_earlier_one_but_not_a_users_own_files(tmp_path):
+    from metarec.data.synthetic import WorldConfig, write_world
+    from metarec.errors import ConfigError
+
+    write_world(tmp_path / "w", WorldConfig(n_users=30, n_items=20, seed=3))
+    write_world(tmp_path / "w", WorldConfig(n_users=40, n_items=20, seed=3))  # a rerun (the demo's too)
+    assert pd.read_csv(tmp_path / "w" / "users.csv")["user"].nunique() == 40
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "items.csv").write_text("movieId,title\n1,Heat\n")
+    with pytest.raises(ConfigError, match=r"items\.csv: not a synthetic world's items\.csv .*'movieId,title'"):
+        write_world(own, WorldConfig(n_users=30, n_items=20, seed=3))
+    assert sorted(p.name for p in own.iterdir()) == ["items.csv"]  # nothing written, nothing lost
+    assert (own / "items.csv").read_text() == "movieId,title\n1,Heat\n"
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="a file is there"):
+        write_world(tmp_path / "f", WorldConfig(n_users=30, n_items=20, seed=3))

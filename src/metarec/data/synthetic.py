@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from metarec.data.dataset import Dataset, build_dataset
+from metarec.errors import ConfigError
 
 CATEGORIES = (
     ("audio", ["headphones", "speaker", "earbuds", "amplifier", "soundbar"]),
@@ -230,11 +231,24 @@ def make_world(config: WorldConfig | None = None) -> Dataset:
 
 
 def write_world(path: str | os.PathLike, config: WorldConfig | None = None) -> Path:
-    """Write ``events.csv``, ``items.csv`` and ``users.csv`` (read back by ``--format synthetic``)."""
+    """Write ``events.csv``, ``items.csv`` and ``users.csv`` (read back by ``--format synthetic``)
+    into the directory ``path``. An earlier world's files there are replaced; any other file of
+    those names is not (a ConfigError: before, ``metarec data synth --out`` overwrote a user's
+    own ``events.csv``)."""
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: a file is there, and a synthetic world is a directory; give another output path")
     w = generate_world(config)
-    w.events.to_csv(out / "events.csv", index=False)
-    w.items.to_csv(out / "items.csv", index=False)
-    w.users.to_csv(out / "users.csv", index=False)
+    frames = {"events.csv": w.events, "items.csv": w.items, "users.csv": w.users}
+    for name, frame in frames.items():
+        file = out / name
+        if file.exists():
+            with open(file, encoding="utf-8", errors="replace") as f:
+                header = f.readline().rstrip("\r\n")
+            if header != ",".join(frame.columns):
+                raise ConfigError(f"{file}: not a synthetic world's {name} (its header is {header[:80]!r}), "
+                                  "so it will not be overwritten; give another output directory")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        frame.to_csv(out / name, index=False)
     return out
