@@ -163,3 +163,23 @@ def test_model_params_bare_and_per_model():
     assert got == {"ease": {"l2": 300}, "ensemble": {"ials.factors": 8}}
     with pytest.raises(ConfigError, match="'ials' is not being run"):
         _model_params(["ials.factors=8"], ["ease"])
+
+
+def test_an_output_that_cannot_take_the_results_is_refused_before_any_work(tmp_path, capsys):
+    """Before, `evaluate --out FILE` (and `demo`) evaluated for minutes, then failed with
+    "File exists" and the results were lost. The data here does not exist: the check comes
+    first."""
+    (tmp_path / "taken").write_text("mine")
+    ev = ["evaluate", "--data", str(tmp_path / "nowhere"), "--format", "synthetic", "--protocol", "holdout", "--models", "pop"]
+    code, _, err = run([*ev, "--out", str(tmp_path / "taken")], capsys)
+    assert code == 2 and "taken: a file is there, and the results go into a directory" in err
+    code, _, err = run([*ev, "--out", str(tmp_path / "taken" / "sub")], capsys)
+    assert code == 2 and "cannot write the results there" in err
+    code, _, err = run(["demo", "--out", str(tmp_path / "taken")], capsys)
+    assert code == 2 and "a file is there" in err
+    (tmp_path / "d" / "model").mkdir(parents=True)
+    (tmp_path / "d" / "model" / "notes.txt").write_text("mine")
+    code, _, err = run(["demo", "--out", str(tmp_path / "d")], capsys)
+    assert code == 2 and "not a metarec model directory (it holds notes.txt)" in err
+    assert not (tmp_path / "d" / "world").exists()  # nothing written
+    assert (tmp_path / "taken").read_text() == "mine"

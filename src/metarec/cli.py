@@ -298,7 +298,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from metarec.evaluation import evaluate
     from metarec.evaluation.harness import check_run
-    from metarec.evaluation.report import rich_tables, write_report
+    from metarec.evaluation.report import check_report_out, rich_tables, write_report
     from metarec.models.registry import MODELS
 
     models = _split_list(args.models)
@@ -314,6 +314,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = _ints(args.seeds, "--seeds") if args.seeds else [args.seed]
     cutoffs = _ints(args.cutoffs, "--cutoffs")
     check_run(models, seeds, cutoffs)  # before the data is read
+    check_report_out(args.out)
     params = _model_params(args.param, models)
     data = _load(args)
     with _progress(len(seeds) * len(models), f"{args.protocol}") as step:

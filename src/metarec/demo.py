@@ -16,8 +16,8 @@ from typing import Any
 from metarec.data.splits import PROTOCOLS
 from metarec.data.synthetic import WorldConfig, make_world, write_world
 from metarec.evaluation.harness import Results, evaluate
-from metarec.evaluation.report import rich_tables, write_report
-from metarec.models.io import load_model, save_model
+from metarec.evaluation.report import check_report_out, rich_tables, write_report
+from metarec.models.io import check_model_out, load_model, save_model
 from metarec.models.registry import make_scorer
 
 DEMO_MODELS = ("pop", "itemknn", "ease", "ials", "bpr", "content-knn", "hybrid")
@@ -55,6 +55,8 @@ def run_demo(
         say("content models skipped: pip install 'metarec[text]' to add them")
     t0 = time.perf_counter()
     config = WorldConfig(n_users=n_users, n_items=n_items, seed=seed)
+    check_report_out(out)  # where the model and the report go, before minutes of work
+    check_model_out(out / "model")
     write_world(out / "world", config)
     cleaning = logging.getLogger("metarec.data.cleaning")
     level = cleaning.level

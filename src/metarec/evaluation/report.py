@@ -7,11 +7,13 @@ segment) and, for ``cold-user``, the headline metric against support size per mo
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from metarec.errors import ConfigError
 from metarec.evaluation.harness import Results
 
 TABLE_METRICS = ("NDCG@10", "Recall@10", "Recall@20", "NDCG@20", "HitRate@10", "MRR@10", "MAP@10", "Coverage@10")
@@ -180,6 +182,21 @@ def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
     for p in plots:
         lines += [f"![{p.stem}]({p.name})", ""]
     return "\n".join(lines)
+
+
+def check_report_out(out_dir: str | Path) -> None:
+    """ConfigError, before any work, where the report cannot go: ``out_dir`` is a file, or a
+    directory that cannot be made or written. Before, an evaluation ran for minutes and then
+    failed to write its results ("File exists"), and they were lost."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: a file is there, and the results go into a directory; give another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".metarec-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the results there ({exc.strerror})") from None
 
 
 def write_report(results: Sequence[Results] | Results, out_dir: str | Path, title: str = "metarec evaluation") -> Path:
