@@ -137,3 +137,25 @@ def test_two_fits_with_one_seed_are_identical_and_the_global_flag_is_restored():
             for _ in range(2))  # fmt: skip
     assert np.array_equal(a, b, equal_nan=True)
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_a_device_is_checked_by_name_when_the_model_is_made_and_by_what_is_there_when_it_trains():
+    """Both were torch tracebacks ("Torch not compiled with CUDA enabled", "Expected one of
+    cpu, cuda, ..."), the first after the data was read and the encoder run."""
+    import torch
+
+    from metarec.models import make_scorer
+    from metarec.training import resolve_device
+
+    with pytest.raises(ConfigError, match="multitask: device 'tpu': use cpu, cuda, cuda:N, mps or auto"):
+        make_scorer("multitask", device="tpu")
+    with pytest.raises(ConfigError, match="device 'cuda:x'"):
+        make_scorer("two-tower", device="cuda:x")
+    make_scorer("multitask", device="cuda:1")  # a name only: a saved GPU model still loads on a CPU
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU here"):
+            resolve_device("cuda")
+    else:
+        with pytest.raises(ConfigError, match="cuda:0 to cuda:"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")

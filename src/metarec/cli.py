@@ -176,7 +176,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import time
 
     from metarec.encoders import ContentConfig, item_content
+    from metarec.training import check_device
 
+    check_device(args.device)  # before the data is read (with every text cached, it went unchecked)
     data = _load(args)
     config = ContentConfig(encoder=args.encoder, template=args.template, cache_dir=args.cache_dir,
                            device=args.device, allow_download=args.allow_download)  # fmt: skip

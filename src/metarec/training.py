@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from metarec.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -95,17 +97,38 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def check_device(name: str) -> None:
+    """ConfigError unless ``name`` is ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (what
+    is there is :func:`resolve_device`'s question, asked when training starts).
+
+    >>> check_device("tpu")
+    Traceback (most recent call last):
+    metarec.errors.ConfigError: device 'tpu': use cpu, cuda, cuda:N, mps or auto
+    """
+    base, colon, index = str(name).partition(":")
+    if base not in ("auto", "cpu", "cuda", "mps") or (colon and (base != "cuda" or not index.isdigit())):
+        raise ConfigError(f"device {name!r}: use cpu, cuda, cuda:N, mps or auto")
+
+
 def resolve_device(name: str) -> Any:
-    """A ``torch.device`` for ``cpu``/``cuda``/``mps``/``auto``."""
+    """A ``torch.device`` for ``cpu``/``cuda``/``cuda:N``/``mps``/``auto``; a ConfigError for
+    a device this machine's torch does not have (before: torch's "Torch not compiled with CUDA
+    enabled" traceback)."""
     import torch
 
+    check_device(name)
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    elif name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name!r}: torch {torch.__version__} sees no CUDA GPU here (a CPU build, "
+                              "or no GPU visible); use device=cpu, or auto for the best there is")  # fmt: skip
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise ConfigError(f"device {name!r}: torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif name == "mps" and not mps:
+        raise ConfigError("device 'mps': torch sees no Apple GPU here; use device=cpu, or auto for the best there is")
     return torch.device(name)
 
 

@@ -96,3 +96,16 @@ def test_default_model_loads_offline_from_its_package(tmp_path, monkeypatch):
     v = enc.encode(["Toy Story (1995). Animation, Children's, Comedy", "a children's animated comedy", "a tax form"])
     assert v.shape == (3, 384) and enc.dim == 384
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2  # it is a language model, not a hash
+
+
+def test_a_bad_hashing_size_or_a_file_for_the_cache_is_a_config_error(tmp_path):
+    """Were a ZeroDivisionError, a ValueError and "File exists" tracebacks or lines."""
+    from metarec.encoders.content import make_encoder
+
+    for name in ("hashing-0", "hashing-x", "hashing--5"):
+        with pytest.raises(ConfigError, match=f"encoder '{name}': hashing-N takes a whole number"):
+            make_encoder(ContentConfig(encoder=name))
+    assert make_encoder(ContentConfig(encoder="hashing-8")).dim == 8
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ConfigError, match="taken: the embedding cache directory cannot be made there"):
+        EmbeddingCache(tmp_path / "taken")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from metarec.encoders.base import TextEncoder
+from metarec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ class EmbeddingCache:
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way: was "File exists", naming nothing else
+            raise ConfigError(f"{self.directory}: the embedding cache directory cannot be made there ({exc.strerror}); "
+                              "give another --cache-dir (or $METAREC_CACHE)") from None  # fmt: skip
         self.path = self.directory / "embeddings.sqlite"
         with self._connect() as db:
             db.execute(

@@ -54,8 +54,10 @@ def make_encoder(config: ContentConfig) -> TextEncoder:
     """The encoder named by ``config.encoder``."""
     name = config.encoder
     if name == "hashing" or name.startswith("hashing-"):
-        dim = int(name.split("-", 1)[1]) if "-" in name else 256
-        return HashingEncoder(dim)
+        dim = name.split("-", 1)[1] if "-" in name else "256"
+        if not dim.isdigit() or int(dim) < 1:  # was a ValueError or ZeroDivisionError traceback
+            raise ConfigError(f"encoder {name!r}: hashing-N takes a whole number of dimensions, at least 1 (hashing-256)")
+        return HashingEncoder(int(dim))
     from metarec.encoders.sentence import SentenceEncoder
 
     return SentenceEncoder(name, device=config.device, allow_download=config.allow_download)

@@ -97,12 +97,9 @@ class SentenceEncoder:
             st = _require_sentence_transformers()
             if not self.allow_download:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            device = self.device
-            if device == "auto":
-                import torch
+            from metarec.training import resolve_device
 
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            self._net = st.SentenceTransformer(self._path, device=device)
+            self._net = st.SentenceTransformer(self._path, device=str(resolve_device(self.device)))
         return self._net
 
     @property

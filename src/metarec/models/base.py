@@ -27,6 +27,7 @@ from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.errors import ConfigError
 from metarec.ranking import top_k
+from metarec.training import check_device
 
 
 def checked_config(model: str, config: Any) -> Any:
@@ -71,6 +72,11 @@ def checked_config(model: str, config: Any) -> Any:
             if not number:
                 raise ConfigError(f"{model}: {f.name} must be text, not {value!r}")
             fixes[f.name] = str(value)
+        if f.name == "device" and isinstance(value, str):
+            try:
+                check_device(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{model}: {exc}") from None
     return dataclasses.replace(config, **fixes) if fixes else config
 
 
