@@ -211,10 +211,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from metarec.serving.app import create_app
+    from metarec.serving.store import redacted
 
     key = args.api_key or os.environ.get("METAREC_API_KEY")
     print(f"serving {args.model} on http://{args.host}:{args.port} with {args.workers} worker(s) "
-          f"(store {args.store.split('@')[-1]})", flush=True)  # fmt: skip
+          f"(store {redacted(args.store)})", flush=True)  # fmt: skip
     if args.workers == 1:
         app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -57,3 +57,20 @@ def test_the_served_model_is_the_services_latest_reload(store):
     last = store.set_served("a", "/models/v'3")  # a quote is data
     assert last > first and store.served("a") == (last, "/models/v'3")
     assert store.served("b")[1] == "/models/other"
+
+
+def test_a_store_that_cannot_be_opened_is_an_error_naming_it_without_credentials(tmp_path):
+    """Were sqlite3 and psycopg tracebacks; the file that is not a database is left as it was."""
+    from metarec.errors import ConfigError
+
+    csv = tmp_path / "events.csv"
+    csv.write_text("user,item\n1,2\n")
+    with pytest.raises(ConfigError, match=r"store .*events\.csv: cannot open it \(DatabaseError: file is not a database\)"):
+        open_store(f"sqlite:///{csv}")
+    assert csv.read_text() == "user,item\n1,2\n"
+    with pytest.raises(ConfigError, match=r"store .*events\.csv/sub\.db: cannot open it"):
+        open_store(f"sqlite:///{csv}/sub.db")
+    pytest.importorskip("psycopg")
+    with pytest.raises(ConfigError, match=r"store postgresql://…@127\.0\.0\.1:1/x: cannot open it") as e:
+        open_store("postgresql://app:secret@127.0.0.1:1/x")
+    assert "secret" not in str(e.value)

@@ -81,12 +81,21 @@ class EventStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._conn = self._connect()
-        with self._lock:
-            cur = self._conn.cursor()
-            for stmt in SCHEMA:
-                cur.execute(stmt.format(serial=self.serial))
-            self._conn.commit()
+        try:
+            self._conn = self._connect()
+            with self._lock:
+                cur = self._conn.cursor()
+                for stmt in SCHEMA:
+                    cur.execute(stmt.format(serial=self.serial))
+                self._conn.commit()
+        except ConfigError:
+            raise
+        except Exception as exc:  # a file that is not a database, a server that is not there: was a traceback
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(f"store {self.where}: cannot open it ({type(exc).__name__}: {reason})") from None
+
+    #: The store as a message names it (a server's URL without its credentials).
+    where = ""
 
     def _connect(self) -> Any:
         raise NotImplementedError
@@ -233,10 +242,11 @@ class SQLiteStore(EventStore):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.where = str(self.path)
         super().__init__()
 
     def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -258,6 +268,7 @@ class PostgresStore(EventStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.where = redacted(url)
         super().__init__()
 
     def _connect(self) -> Any:
@@ -275,6 +286,16 @@ class PostgresStore(EventStore):
         cur.execute(sql, [v for row in rows for v in row])
         return max(cur.rowcount, 0)
 
+
+
+def redacted(url: str) -> str:
+    """``url`` without its user and password (``postgresql://…@host/db``), for messages.
+
+    >>> redacted("postgresql://app:secret@db.internal:5432/events")
+    'postgresql://…@db.internal:5432/events'
+    """
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}…@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
 def open_store(url: str) -> EventStore:
