@@ -316,6 +316,7 @@ def evaluate(
     positives: dict[tuple, list[int]] = defaultdict(list)
     details: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
+    blind: set[tuple[str, str]] = set()  # (model, segment) said to rank nothing
     for seed in seeds:
         split = make_split(data, protocol, seed)
         if not any(len(qs) if qs.segment == "melu" else qs.relevant.nnz for qs in split.query_sets):
@@ -341,6 +342,11 @@ def evaluate(
                     means, users = evaluate_ratings(scorer, qs, split.test), len(qs)
                 else:
                     means, users = evaluate_query_set(scorer, qs, cutoffs, seed)
+                    if users and means.get(f"Coverage@{max(cutoffs)}") == 0 and (name, qs.segment) not in blind:
+                        # Nothing shown to anyone: its zeros say what it cannot do, not how well it ranks.
+                        blind.add((name, qs.segment))
+                        log.warning("%s ranks none of the %s candidates (items it never saw in training cannot be "
+                                    "scored by it): its %s rows are 0 by construction", name, qs.segment, qs.segment)  # fmt: skip
                 for metric, value in means.items():
                     per_seed[(name, qs.segment, qs.support, metric)].append((value, users))
             for row in evaluate_tasks(scorer, split, seed, negatives):
