@@ -109,6 +109,15 @@ def _with_seed(scorer: Scorer, seed: int) -> Scorer:
     return scorer
 
 
+def _cannot(segment: str, support: int | None, who: str) -> str:
+    """What models that ranked nothing in a query set could not do, for a warning."""
+    if segment == "cold-item":
+        return f"no cold-item candidate (items never seen in training, which {who} cannot score)"
+    if support == 0:
+        return f"nothing for users with no interactions ({who} need{'s' if who == 'it' else ''} a history)"
+    return f"no {segment} candidate" + (f" at {support} interactions" if support is not None else "")
+
+
 def evaluate_query_set(
     scorer: Scorer, qs: QuerySet, cutoffs: Sequence[int], seed: int
 ) -> tuple[dict[str, float], int]:
@@ -316,7 +325,7 @@ def evaluate(
     positives: dict[tuple, list[int]] = defaultdict(list)
     details: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
-    blind: set[tuple[str, str]] = set()  # (model, segment) said to rank nothing
+    blind: dict[tuple[str, int | None], dict[str, None]] = defaultdict(dict)  # models that ranked nothing
     for seed in seeds:
         split = make_split(data, protocol, seed)
         if not any(len(qs) if qs.segment == "melu" else qs.relevant.nnz for qs in split.query_sets):
@@ -342,11 +351,9 @@ def evaluate(
                     means, users = evaluate_ratings(scorer, qs, split.test), len(qs)
                 else:
                     means, users = evaluate_query_set(scorer, qs, cutoffs, seed)
-                    if users and means.get(f"Coverage@{max(cutoffs)}") == 0 and (name, qs.segment) not in blind:
+                    if users and means.get(f"Coverage@{max(cutoffs)}") == 0:
                         # Nothing shown to anyone: its zeros say what it cannot do, not how well it ranks.
-                        blind.add((name, qs.segment))
-                        log.warning("%s ranks none of the %s candidates (items it never saw in training cannot be "
-                                    "scored by it): its %s rows are 0 by construction", name, qs.segment, qs.segment)  # fmt: skip
+                        blind[(qs.segment, qs.support)].setdefault(name)
                 for metric, value in means.items():
                     per_seed[(name, qs.segment, qs.support, metric)].append((value, users))
             for row in evaluate_tasks(scorer, split, seed, negatives):
@@ -358,6 +365,10 @@ def evaluate(
             log.info("%s seed %d: fit %.1fs, evaluate %.1fs", name, seed, t1 - t0, t2 - t1)
             if progress:
                 progress(f"{protocol}: {name} (seed {seed})")
+    for (segment, support), names in blind.items():
+        one = len(names) == 1
+        log.warning("%s: %s %s, so %s rows are 0 by construction", ", ".join(names), "ranks" if one else "rank",
+                    _cannot(segment, support, "it" if one else "they"), segment)  # fmt: skip
     rows = []
     for (model, segment, support, metric), vals in per_seed.items():
         v = np.array([x for x, _ in vals])
