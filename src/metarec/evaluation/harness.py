@@ -367,9 +367,9 @@ def evaluate(
                 progress(f"{protocol}: {name} (seed {seed})")
     for (segment, support), names in blind.items():
         one = len(names) == 1
-        rows = segment if support is None else f"{segment} (n = {support})"
+        which = segment if support is None else f"{segment} (n = {support})"
         log.warning("%s: %s %s, so %s rows are 0 by construction", ", ".join(names), "ranks" if one else "rank",
-                    _cannot(segment, support, "it" if one else "they"), rows)  # fmt: skip
+                    _cannot(segment, support, "it" if one else "they"), which)  # fmt: skip
     rows = []
     for (model, segment, support, metric), vals in per_seed.items():
         v = np.array([x for x, _ in vals])
