@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class EventStore:
     #: How an INSERT hands back its ``seq`` ("" for a cursor's ``lastrowid``: SQLite before 3.35
     #: has no RETURNING).
     returning = ""
+    #: The store as a message names it (a server's URL without its credentials).
+    where = ""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -94,11 +97,20 @@ class EventStore:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ConfigError(f"store {self.where}: cannot open it ({type(exc).__name__}: {reason})") from None
 
-    #: The store as a message names it (a server's URL without its credentials).
-    where = ""
-
     def _connect(self) -> Any:
         raise NotImplementedError
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor whose statements commit together when the block ends, or roll back."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                yield cur
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self.placeholder)
@@ -115,16 +127,10 @@ class EventStore:
         """Store ``events`` in one transaction; returns ``(inserted, duplicates)`` after commit."""
         now = time.time()
         rows = [(e.event_id, e.user_id, e.item_id, e.type, float(e.value), float(e.timestamp), now) for e in events]
-        with self._lock:
-            cur = self._conn.cursor()
-            inserted = 0
-            try:
-                for s in range(0, len(rows), self.batch_rows):
-                    inserted += self._insert_rows(cur, rows[s : s + self.batch_rows])
-                self._conn.commit()
-            except BaseException:
-                self._conn.rollback()
-                raise
+        inserted = 0
+        with self._transaction() as cur:
+            for s in range(0, len(rows), self.batch_rows):
+                inserted += self._insert_rows(cur, rows[s : s + self.batch_rows])
         return inserted, len(rows) - inserted
 
     def user_events(self, user_id: str, n: int | None = None) -> list[Event]:
@@ -195,15 +201,9 @@ class EventStore:
     def set_served(self, service: str, model_dir: str) -> int:
         """Record that ``service`` now serves ``model_dir``; returns the record's sequence number."""
         sql = "INSERT INTO served (service, model_dir, at) VALUES (?, ?, ?)" + self.returning
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(self._sql(sql), [service, model_dir, time.time()])
-                seq = int(cur.fetchone()[0] if self.returning else cur.lastrowid)
-                self._conn.commit()
-            except BaseException:
-                self._conn.rollback()
-                raise
+        with self._transaction() as cur:
+            cur.execute(self._sql(sql), [service, model_dir, time.time()])
+            seq = int(cur.fetchone()[0] if self.returning else cur.lastrowid)
         return seq
 
     def served(self, service: str) -> tuple[int, str] | None:
@@ -223,14 +223,8 @@ class EventStore:
                 self._conn.rollback()
 
     def _write(self, sql: str, args: list[Any]) -> None:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(self._sql(sql), args)
-                self._conn.commit()
-            except BaseException:
-                self._conn.rollback()
-                raise
+        with self._transaction() as cur:
+            cur.execute(self._sql(sql), args)
 
     def close(self) -> None:
         with self._lock:
