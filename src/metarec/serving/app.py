@@ -32,7 +32,7 @@ from metarec import __version__
 from metarec.errors import MetarecError
 from metarec.models.io import load_model
 from metarec.serving.online import OnlineRecommender
-from metarec.serving.store import Event, open_store
+from metarec.serving.store import Event, EventStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +207,13 @@ def _items(recs: list[tuple[str, float]]) -> Response:
     return Response(body, media_type="application/json")
 
 
-def _serving(online: OnlineRecommender, model_dir: Path) -> OnlineRecommender:
-    """``online`` once it has ranked one cold-start list: a directory that loads but cannot
-    score (weights of another shape) is refused at start or reload, the served model kept,
-    where it used to be swapped in and fail every request."""
+def _serving(model_dir: str | Path, store: EventStore) -> OnlineRecommender:
+    """The model in ``model_dir``, the store replayed into it, once it has ranked one
+    cold-start list: a directory that loads but cannot score (weights of another shape) is
+    refused at start or reload, the served model kept, where it used to be swapped in and
+    fail every request."""
+    model_dir = Path(model_dir)
+    online = OnlineRecommender(load_model(model_dir), store)
     try:
         online.recommend(None, n=1)
     except Exception as exc:
@@ -237,7 +240,7 @@ def _follow(app: FastAPI) -> None:
             return
         seq, model_dir = served
         try:
-            fresh = _serving(OnlineRecommender(load_model(Path(model_dir)), app.state.store), Path(model_dir))
+            fresh = _serving(model_dir, app.state.store)
         except Exception as exc:  # it loaded on the worker that took the reload
             log.error("%s: reloaded by another worker, but it does not load here (%s); still serving %s",
                       model_dir, exc, app.state.info["model_dir"])  # fmt: skip
@@ -303,14 +306,14 @@ def create_app(
     online = None
     if served is not None:  # a worker (re)started after a reload: it serves what the others do
         try:
-            online = _serving(OnlineRecommender(load_model(Path(served[1])), store), Path(served[1]))
+            online = _serving(served[1], store)
             model_dir = Path(served[1])
         except Exception as exc:
             log.error("%s, this service's latest reload, does not load here (%s); serving %s", served[1], exc, model_dir)
     app = FastAPI(title="metarec", version=__version__,
                   description="Recommendations for new users and new items, learning from every event.")  # fmt: skip
     app.state.store = store
-    app.state.online = online or _serving(OnlineRecommender(load_model(model_dir), store), model_dir)
+    app.state.online = online or _serving(model_dir, store)
     app.state.info = _model_info(model_dir)
     app.state.metrics = Metrics()
     app.state.metrics.items.set(len(app.state.online.item_index))
@@ -446,7 +449,7 @@ def create_app(
         try:
             if not (new_dir / "config.json").is_file():
                 raise HTTPException(422, f"{new_dir}: not a model directory")
-            fresh = _serving(OnlineRecommender(load_model(new_dir), request.app.state.store), new_dir)
+            fresh = _serving(new_dir, store)
         except OSError as exc:  # an unreadable or impossible path is the caller's error
             raise HTTPException(422, f"cannot read model directory: {exc.strerror}") from None
         with app.state.swap_lock:

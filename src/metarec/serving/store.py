@@ -86,11 +86,9 @@ class EventStore:
         self._lock = threading.Lock()
         try:
             self._conn = self._connect()
-            with self._lock:
-                cur = self._conn.cursor()
+            with self._transaction() as cur:
                 for stmt in SCHEMA:
                     cur.execute(stmt.format(serial=self.serial))
-                self._conn.commit()
         except ConfigError:
             raise
         except Exception as exc:  # a file that is not a database, a server that is not there: was a traceback
