@@ -145,6 +145,24 @@ def test_bad_files_are_one_line_errors(content, message, tmp_path, capsys):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_value_range_drops_rows_outside_it_and_the_trained_model_keeps_it(world_dir, tmp_path, capsys):
+    f = tmp_path / "log.csv"
+    f.write_text("user,item,rating\na,x,4\nb,y,9\nb,x,1\na,y,5\n")
+    base = ["--data", str(f), "--format", "csv", "--columns", "value=rating"]
+    code, out, _ = run(["data", "inspect", *base, "--value-range", "1,5", "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["interactions"] == 3 and info["value range"] == [1.0, 5.0]
+    assert info["cleaning"][0]["dropped"] == {"value out of range": {"count": 1, "example_rows": [3]}}
+    code, _, _ = run(["train", *base, "--value-range", "1,5", "--model", "pop", "--out", str(tmp_path / "m")], capsys)
+    assert code == 0 and json.loads((tmp_path / "m" / "config.json").read_text())["value_range"] == [1.0, 5.0]
+    code, _, err = run(["data", "inspect", "--data", str(world_dir), "--format", "synthetic", "--value-range", "1,5"], capsys)
+    assert code == 2 and "--value-range apply to --format csv or parquet, not 'synthetic'" in err
+    for bad in ("5,1", "1", "a,b", "1,inf"):
+        with pytest.raises(SystemExit) as exc:
+            main(["data", "inspect", *base, "--value-range", bad])
+        assert exc.value.code == 2 and f"argument --value-range: '{bad}'" in capsys.readouterr().err
+
+
 def test_console_script_runs(tmp_path):
     """The installed entry point, as a subprocess (what the README tells users to run)."""
     exe = [sys.executable, "-m", "metarec.cli"]

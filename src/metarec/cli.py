@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -81,6 +82,19 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sep", type=_separator, help="csv: field separator of the log and attribute files "
                    "(default ','; 'tab' for tabs; .tsv and .tab files are read with tabs)")
     g.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
+    g.add_argument("--value-range", type=_value_range, help="csv/parquet: the values' scale, low,high (e.g. 1,5): rows "
+                   "outside are dropped and reported, and a trained model's service refuses events outside it")
+
+
+def _value_range(text: str) -> tuple[float, float]:
+    """``--value-range``: two finite numbers, ``low,high``, low not above high."""
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected low,high, e.g. 1,5") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two finite numbers, low not above high, e.g. 1,5")
+    return lo, hi
 
 
 def _separator(value: str) -> str:
@@ -101,8 +115,10 @@ def _load(args: argparse.Namespace):
                     text_fields=args.text_fields or ())  # fmt: skip
         if args.sep:
             opts["sep"] = args.sep
-    elif args.columns or args.items or args.users or args.sep:
-        raise ConfigError(f"--columns/--items/--users/--sep apply to --format csv or parquet, not {args.format!r}")
+        if args.value_range:
+            opts["value_range"] = args.value_range
+    elif args.columns or args.items or args.users or args.sep or args.value_range:
+        raise ConfigError(f"--columns/--items/--users/--sep/--value-range apply to --format csv or parquet, not {args.format!r}")
     return load_dataset(args.data, args.format, **opts)
 
 
@@ -150,14 +166,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 def cmd_data_clean(args: argparse.Namespace) -> int:
     from metarec.data.large import clean_large
 
-    value_range = None
-    if args.value_range:
-        try:
-            lo, hi = (float(x) for x in args.value_range.split(","))
-        except ValueError:
-            raise ConfigError(f"--value-range {args.value_range!r}: expected low,high, e.g. 1,5") from None
-        value_range = (lo, hi)
-    report = clean_large(args.data, args.out, args.columns, value_range=value_range, min_core=args.min_core,
+    report = clean_large(args.data, args.out, args.columns, value_range=args.value_range, min_core=args.min_core,
                          memory_limit=args.memory_limit, default_event=args.default_event)  # fmt: skip
     print("\n".join(report.lines()))
     print(f"wrote {report.rows_out:,} rows to {args.out}")
@@ -354,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--data", required=True, help="CSV (with a header) or Parquet log")
     cl.add_argument("--columns", help="column mapping, e.g. user=user_id,item=item_id,event=behavior,timestamp=ts")
     cl.add_argument("--out", required=True, help="Parquet file to write")
-    cl.add_argument("--value-range", help="drop values outside low,high, e.g. 1,5")
+    cl.add_argument("--value-range", type=_value_range, help="drop values outside low,high, e.g. 1,5")
     cl.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
     cl.add_argument("--default-event", default="interaction")
     cl.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit; it spills to disk beyond it")

@@ -1,5 +1,8 @@
 """The service through real HTTP semantics (FastAPI's TestClient) on a small hybrid model."""
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,6 +125,30 @@ def test_an_item_attribute_that_does_not_fit_its_numeric_column_is_422_and_nothi
     assert client.get("/items/odd").status_code == 404
     ok = client.put("/items/odd", json={"text": "an odd thing", "attributes": {"price": 3.5, "category": ["a", "B"]}}, headers=KEY)
     assert ok.status_code == 200 and client.get("/items/odd").json()["attributes"]["price"] == 3.5
+
+
+def test_a_value_outside_the_training_datas_range_is_422_and_nothing_of_the_batch_is_stored(client, model_dir, tmp_path):
+    # The synthetic world's values are read within 1 to 5, as MovieLens's ratings; before,
+    # a rating of 9 was acknowledged and weighed that pair at the next retrain.
+    bad = {"events": [{"user_id": "rater", "item_id": "i00001", "type": "rating", "value": 4},
+                      {"user_id": "rater", "item_id": "i00002", "type": "rating", "value": 9},
+                      {"user_id": "rater", "item_id": "i00003", "type": "rating", "value": 0.5}]}  # fmt: skip
+    r = client.post("/events", json=bad, headers=KEY)
+    assert r.status_code == 422, r.text
+    assert "range 1 to 5" in r.text and "events[1] (user 'rater', item 'i00002'): 9" in r.text and "events[2]" in r.text
+    assert "events[0]" not in r.text
+    assert client.get("/users/rater/events").json()["events"] == []
+    edges = {"events": [{"user_id": "rater", "item_id": "i00001", "value": 1}, {"user_id": "rater", "item_id": "i00002", "value": 5}]}
+    assert client.post("/events", json=edges, headers=KEY).json() == {"accepted": 2, "duplicates": 0}
+    # A model whose data declared no range takes any finite value.
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["value_range"] == [1.0, 5.0]
+    free = tmp_path / "free"
+    shutil.copytree(model_dir, free)
+    (free / "config.json").write_text(json.dumps({**config, "value_range": None}))
+    with TestClient(create_app(free, f"sqlite:///{tmp_path / 'free.db'}", "test-key")) as c:
+        r = c.post("/events", json={"events": [{"user_id": "rater", "item_id": "i00002", "value": 9}]}, headers=KEY)
+        assert r.json() == {"accepted": 1, "duplicates": 0}
 
 
 def test_oversized_body_is_413_and_nothing_is_stored(client):

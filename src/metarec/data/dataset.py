@@ -44,6 +44,9 @@ class Dataset:
             comma-separated (MovieLens's genres): ``ials`` (and ``ease`` with ``tags=auto``)
             draws items sharing a tag together.
         timestamp_kind: ``"unix"`` seconds, ``"order"`` (sequence positions) or ``"none"``.
+        value_range: the inclusive bounds every event value was read within (MovieLens's
+            ratings: 1 to 5; ``--value-range`` for CSV and Parquet), or None where the data
+            declares none. A trained model keeps it, and the service refuses an event outside it.
         reports: what cleaning dropped, one report per source file.
     """
 
@@ -56,6 +59,7 @@ class Dataset:
     text_fields: tuple[str, ...] = ()
     tag_fields: tuple[str, ...] = ()
     timestamp_kind: str = "unix"
+    value_range: tuple[float, float] | None = None
     reports: tuple[CleaningReport, ...] = field(default_factory=tuple)
 
     # ------------------------------------------------------------------ sizes
@@ -145,6 +149,7 @@ class Dataset:
             "density": len(p) / max(1, self.n_users * self.n_items),
             "events": {str(k): int(v) for k, v in inter["event"].value_counts(sort=False).items()},
             "values": [float(inter["value"].min()), float(inter["value"].max())] if len(inter) else [],
+            "value range": list(self.value_range) if self.value_range is not None else "none declared",
             "pairs per user (median)": float(per_user.median()) if len(per_user) else 0.0,
             "timestamps": self.timestamp_kind
             + (f" [{ts.min():.0f} .. {ts.max():.0f}]" if self.has_time and len(ts) else ""),
@@ -263,6 +268,7 @@ def build_dataset(
         text_fields=tuple(text_fields),
         tag_fields=tuple(tag_fields),
         timestamp_kind=timestamp_kind,
+        value_range=None if value_range is None else (float(value_range[0]), float(value_range[1])),
         reports=(*extra_reports, report),
     )
 

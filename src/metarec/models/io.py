@@ -98,6 +98,7 @@ def save_model(scorer: Scorer, data: Dataset, path: str | os.PathLike, extra: di
             "text_fields": list(data.text_fields),
             "tag_fields": list(data.tag_fields),
             "timestamp_kind": data.timestamp_kind,
+            "value_range": list(data.value_range) if data.value_range is not None else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **(extra or {}),
         }
@@ -196,6 +197,13 @@ class TrainedModel:
                      np.asarray(self.history.getnnz(axis=0), dtype=np.float64))  # fmt: skip
             self._lookups = (source, built)  # the sources are held, so their ids stay theirs
         return self._lookups[1]
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The inclusive bounds of the training data's event values (``Dataset.value_range``),
+        or None where the data declared none (or the directory predates it)."""
+        bounds = self.config.get("value_range")
+        return None if bounds is None else (float(bounds[0]), float(bounds[1]))
 
     def add_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
         """Make new items recommendable at once from their text (content scorers, and

@@ -228,6 +228,21 @@ def _require_items(state: OnlineRecommender, item_ids: list[str]) -> None:
         raise HTTPException(422, f"unknown item id(s): {', '.join(sorted(set(unknown))[:10])}")
 
 
+def _require_values(state: OnlineRecommender, events: list[EventIn]) -> None:
+    """A 422 naming the events (up to five) whose value lies outside the range the model's
+    training data declared (a rating of 9 on MovieLens's 1 to 5): stored, it would weigh
+    that pair at the next retrain as no training value could."""
+    bounds = state.model.value_range
+    if bounds is None:
+        return
+    lo, hi = bounds
+    bad = [(k, e) for k, e in enumerate(events) if not lo <= e.value <= hi]
+    if bad:
+        named = "; ".join(f"events[{k}] (user {e.user_id!r}, item {e.item_id!r}): {e.value:g}" for k, e in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise HTTPException(422, f"value outside the model's range {lo:g} to {hi:g}: {named}{more}; nothing was stored")
+
+
 def _follow(app: FastAPI) -> None:
     """Serve the model that a ``POST /admin/reload`` on another worker of this service swapped
     in (the store records each reload): under ``metarec serve --workers N`` a reload reached
@@ -404,6 +419,7 @@ def create_app(
         next recommendations reflect them."""
         state.catch_up()
         _require_items(state, [e.item_id for e in body.events])
+        _require_values(state, body.events)
         now = time.time()
         events = [
             Event(e.event_id or uuid.uuid4().hex, e.user_id, e.item_id, e.type, e.value,

@@ -32,7 +32,9 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     ``train``, of value 1. Users keep their attributes (age, gender, ...: the multi-task and
     meta networks read them), those given with ``PUT /users`` overriding the model's, for
     the attributes the model was trained with; a user the store has events of and no
-    attributes for joins with none.
+    attributes for joins with none. The model's declared value range
+    (``TrainedModel.value_range``) carries over: an event outside it, stored before the
+    service refused such events, is dropped and reported, as reading the data would.
     """
     if not isinstance(model, TrainedModel):
         model = load_model(model)
@@ -66,7 +68,7 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     return build_dataset(
         raw, source=f"{store_url} + {model.path}", items=items, users=users, name=model.config.get("dataset", "store"),
         text_fields=text_fields, tag_fields=[f for f in model.config.get("tag_fields") or [] if f in items.columns],
-        strict_ids=True,
+        strict_ids=True, value_range=model.value_range,  # events stored before the service checked values
     )  # fmt: skip
 
 
