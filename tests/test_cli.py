@@ -45,6 +45,14 @@ def test_train_then_recommend(world_dir, tmp_path, capsys):
     assert code == 0 and len(items) == 10 and not {"i00001", "i00002"} & set(items)
     code, out, _ = run(["recommend", "--model", str(model), "--history", "i00001", "-n", "3"], capsys)
     assert code == 0 and "top 3 for a new user with history i00001" in out  # not "for user None"
+    code, out, _ = run(["recommend", "--model", str(model), "--history", "", "-n", "3"], capsys)
+    assert code == 0 and "top 3 for a new user with no history" in out  # before: "with history " and nothing
+
+
+def test_workers_for_a_model_that_does_not_train_with_torch_is_refused_before_the_data_is_read(tmp_path, capsys):
+    code, out, err = run(["train", "--data", str(tmp_path / "absent.csv"), "--format", "csv", "--model", "ease",
+                          "--workers", "2", "--out", str(tmp_path / "m")], capsys)  # fmt: skip
+    assert code == 2 and "model 'ease' does not train with torch" in err and "Ray" not in out
 
 
 def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):

@@ -260,12 +260,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarec.models.registry import make_scorer, parse_params
 
     check_model_out(args.out)  # before the training, not after it
+    if args.workers > 1 and args.model:
+        from metarec.distributed import check_distributed
+
+        check_distributed(args.model)  # before the data is read
     data = _load(args)
     name = args.model or default_model(data)
     params = parse_params(args.param)
     if args.workers > 1:
-        from metarec.distributed import fit_distributed
+        from metarec.distributed import check_distributed, fit_distributed
 
+        check_distributed(name)
         print(f"training {name} on {data.name} with {args.workers} Ray Train workers (torch DDP)", flush=True)
         scorer = fit_distributed(name, params, data, args.workers, threads=args.threads)
     else:
@@ -292,7 +297,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     index = {k: j for j, k in enumerate(model.item_ids)}
     title_col = next((c for c in ("title", "text", "name") if c in model.items.columns), None)
     who = f"user {args.user}" if args.user is not None else "a new user"
-    t = Table(title=f"top {args.n} for {who}" + (f" with history {args.history}" if args.history is not None else ""))
+    given = "" if history is None else f" with history {', '.join(history)}" if history else " with no history"
+    t = Table(title=f"top {args.n} for {who}{given}")
     t.add_column("rank")
     t.add_column("item")
     t.add_column("score")

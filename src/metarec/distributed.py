@@ -130,6 +130,17 @@ def _worker_loop(config: dict[str, Any]) -> None:
         ray.train.report(metrics)
 
 
+def check_distributed(name: str) -> None:
+    """A ConfigError unless ``name`` is a model the data-parallel loop trains (a neural one)."""
+    from metarec.models.registry import MODELS
+
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}")
+    if not getattr(MODELS[name], "distributed", False):
+        able = ", ".join(n for n, c in MODELS.items() if getattr(c, "distributed", False))
+        raise ConfigError(f"model {name!r} does not train with torch; --workers applies to: {able}")
+
+
 def fit_distributed(name: str, params: dict[str, Any], data: Any, workers: int, threads: int = 1) -> Any:
     """A scorer ``name`` fit on ``data`` by ``workers`` Ray Train workers (torch DDP, gloo on
     CPU); returns it ready to score and save, like ``make_scorer(name, **params).fit(data)``.
@@ -139,12 +150,8 @@ def fit_distributed(name: str, params: dict[str, Any], data: Any, workers: int, 
     """
     from metarec.models.registry import MODELS
 
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}")
+    check_distributed(name)
     cls = MODELS[name]
-    if not getattr(cls, "distributed", False):
-        able = ", ".join(n for n, c in MODELS.items() if getattr(c, "distributed", False))
-        raise ConfigError(f"model {name!r} does not train with torch; --workers applies to: {able}")
     ray = ensure_ray(workers)
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
