@@ -242,8 +242,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # restarts takes the latest one; the next `metarec serve` starts on its own --model.
     os.environ.update(METAREC_MODEL=str(args.model), METAREC_STORE=args.store, METAREC_API_KEY=key or "",
                       METAREC_MAX_BODY=str(args.max_body), METAREC_SERVICE=uuid.uuid4().hex)  # fmt: skip
-    uvicorn.run("metarec.serving.app:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="warning")  # fmt: skip
+    from metarec.serving.workers import run_workers
+
+    run_workers("metarec.serving.app:app_from_env", args.host, args.port, args.workers, log_level="warning")
     return 0
 
 

@@ -30,3 +30,18 @@ def start_server(model_dir, store: str, port: int, key: str = "k", workers: int 
             raise RuntimeError(proc.stderr.read().decode()[-2000:])
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def listening_sockets(port: int) -> int:
+    """Sockets listening on ``port`` on this machine (Linux: ``/proc/net/tcp``): one per
+    worker of ``metarec serve --workers N``, one for all of them where they share it."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return count

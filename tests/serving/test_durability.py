@@ -16,7 +16,8 @@ from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
 from metarec.models import make_scorer  # noqa: E402
 from metarec.models.io import save_model  # noqa: E402
 from metarec.serving.retrain import retrain  # noqa: E402
-from tests.serving.servers import free_port, start_server  # noqa: E402
+from metarec.serving.workers import balances_connections  # noqa: E402
+from tests.serving.servers import free_port, listening_sockets, start_server  # noqa: E402
 
 KEY = {"X-API-Key": "k"}
 
@@ -322,6 +323,8 @@ def test_a_reload_reaches_every_worker_and_a_worker_restarted_after_it(model_dir
     try:
         first = models_by_worker(lambda s: len(s) == 2)
         assert set(first.values()) == {"ease"}
+        if balances_connections():  # each worker accepts on a socket of its own (see test_workers.py)
+            assert listening_sockets(port) == 2
         r = httpx.post(f"{base}/admin/reload", json={"model_dir": str(other)}, headers=KEY, timeout=60)
         assert r.status_code == 200 and r.json()["model"] == "pop"
         after = models_by_worker(lambda s: len(s) == 2)
@@ -329,6 +332,8 @@ def test_a_reload_reaches_every_worker_and_a_worker_restarted_after_it(model_dir
         os.kill(next(iter(first)), signal.SIGKILL)  # uvicorn starts another worker, on --model ease
         fresh = models_by_worker(lambda s: bool(set(s) - set(first)))
         assert {fresh[pid] for pid in set(fresh) - set(first)} == {"pop"}
+        if balances_connections():  # the new worker bound one again
+            assert listening_sockets(port) == 2
     finally:
         proc.terminate()  # the supervisor stops its workers
         proc.wait(timeout=30)
