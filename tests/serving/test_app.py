@@ -80,6 +80,21 @@ def test_filters(client):
         assert client.get(f"/items/{i}").json()["attributes"]["category"] == cat
 
 
+def test_a_category_filter_follows_items_whose_category_changes_or_that_are_added(client):
+    """The service keeps the items of each category asked for; a PUT must not leave it stale."""
+    def in_category(c):
+        return set(ids(client.get(f"/users/u00001/recommendations?n=1000&category={c}&exclude_seen=false")))
+
+    cat = client.get("/items/i00000").json()["attributes"]["category"]
+    before = in_category(cat)
+    moved = sorted(before)[0]
+    r = client.put(f"/items/{moved}", json={"text": "a moved thing", "attributes": {"category": "elsewhere"}}, headers=KEY)
+    assert r.status_code == 200
+    assert in_category(cat) == before - {moved} and in_category("elsewhere") == {moved}
+    assert client.put("/items/fresh", json={"text": "new", "attributes": {"category": cat}}, headers=KEY).status_code == 200
+    assert in_category(cat) == before - {moved} | {"fresh"}
+
+
 @pytest.mark.parametrize(
     "method, path, body, headers, status",
     [

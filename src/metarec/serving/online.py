@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -81,6 +81,7 @@ class OnlineRecommender:
         # nothing to say about (no history, under EASE or iALS) gets the popular items.
         self.popularity = model.popularity()
         self.categories = _category_text(model.items)
+        self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # the last few filters asked for
         self.texts: dict[str, str] = {}
         self.put_attributes: dict[str, dict[str, Any]] = {}  # the last PUT /items of each item
         self.can_add_items = model.scorer.can_add_items
@@ -174,6 +175,7 @@ class OnlineRecommender:
                 self.deleted[i] = False
                 if category:
                     self.categories[i] = category
+                    self._category_masks.clear()
                 if self.can_add_items and text and self.texts.get(item_id) != text:
                     self.model.update_items([item_id], [text])  # a changed text counts at once
                 self.texts[item_id] = text
@@ -186,6 +188,7 @@ class OnlineRecommender:
             self.deleted = np.append(self.deleted, False)
             self.popularity = np.append(self.popularity, 0.0)
             self.categories.append(category)
+            self._category_masks.clear()
             return True
 
     def put_user(self, user_id: str, attributes: dict[str, Any], persist: bool = True) -> bool:
@@ -275,12 +278,23 @@ class OnlineRecommender:
                 if i is not None:
                     blocked[i] = True
             if category:
-                c = category.lower()
-                blocked |= ~np.array([c in t for t in self.categories])
+                blocked |= ~self._in_category(category.lower())
             scores = np.where(blocked, np.nan, scores)
             order = top_k(scores[None, :], n, self.popularity)[0]
             ids = self.model.item_ids
             return [(str(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
+
+    def _in_category(self, category: str) -> np.ndarray:
+        """Which items' category text holds ``category``; the last 32 filters are kept (a
+        Python scan of every item's text cost a 10k-item request about as much as scoring
+        it), and forgotten when an item's category changes. Called under the read lock."""
+        mask = self._category_masks.get(category)
+        if mask is None or len(mask) != len(self.categories):
+            mask = np.fromiter((category in t for t in self.categories), dtype=bool, count=len(self.categories))
+            self._category_masks[category] = mask
+            while len(self._category_masks) > 32:
+                self._category_masks.popitem(last=False)
+        return mask
 
     def similar(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
         """Items a user who interacted with ``item_id`` alone would get next."""
