@@ -131,6 +131,13 @@ def test_a_log_with_another_separator_or_no_header_gets_a_hint_and_sep_reads_it(
     assert code == 2 and "it looks tab-separated (--sep tab); its first row looks like data, not a header" in err
 
 
+@pytest.mark.parametrize("name", ["a b", "", "x" * 65, "shop/1"])
+def test_a_service_name_is_letters_digits_dots_dashes(name, world_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--model", str(world_dir), "--service", name])
+    assert exc.value.code == 2 and "argument --service" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value, message", [("0", "0 is below 1"), ("-5", "-5 is below 1"), ("x", "'x' is not a whole number")])
 def test_a_count_below_one_is_refused_by_the_parser(value, message, world_dir, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -95,6 +96,13 @@ def _value_range(text: str) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise argparse.ArgumentTypeError(f"{text!r}: expected two finite numbers, low not above high, e.g. 1,5")
     return lo, hi
+
+
+def _service_name(value: str) -> str:
+    """``serve --service``: 1 to 64 letters, digits, ``.``, ``_`` or ``-``."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: use 1 to 64 letters, digits, '.', '_' or '-'")
+    return value
 
 
 def _separator(value: str) -> str:
@@ -226,7 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.model} on http://{args.host}:{args.port} with {args.workers} worker(s) "
           f"(store {redacted(args.store)})", flush=True)  # fmt: skip
     if args.workers == 1:
-        app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body)
+        app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body, service=args.service)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
     # Fail here with one clear line, not in N workers.
@@ -238,10 +246,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not (Path(args.model) / "config.json").exists():
         raise DataError(f"{args.model}: not a metarec model directory (no config.json)")
     open_store(args.store).close()
-    # One service id per start: the workers follow each other's reloads, and a worker that
-    # restarts takes the latest one; the next `metarec serve` starts on its own --model.
+    # One service id per start (or --service's): the workers follow each other's reloads, and
+    # a worker that restarts takes the latest one; the next `metarec serve` starts on its own
+    # --model unless it names the same --service.
     os.environ.update(METAREC_MODEL=str(args.model), METAREC_STORE=args.store, METAREC_API_KEY=key or "",
-                      METAREC_MAX_BODY=str(args.max_body), METAREC_SERVICE=uuid.uuid4().hex)  # fmt: skip
+                      METAREC_MAX_BODY=str(args.max_body), METAREC_SERVICE=args.service or uuid.uuid4().hex)  # fmt: skip
     from metarec.serving.workers import run_workers
 
     run_workers("metarec.serving.app:app_from_env", args.host, args.port, args.workers, log_level="warning")
@@ -419,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--api-key", help="key for writes (default: $METAREC_API_KEY)")
     sv.add_argument("--max-body", type=_positive_int, default=1 << 20, help="largest request body in bytes")
     sv.add_argument("--workers", type=_positive_int, default=1, help="worker processes sharing the store (one per core)")
+    sv.add_argument("--service", type=_service_name,
+                    help="a name that replicas on one store share: a POST /admin/reload to any of them reaches all, and "
+                         "one that starts later starts on the latest reload, not on --model (default: a name of its own)")
     sv.set_defaults(func=cmd_serve)
 
     rt = sub.add_parser("retrain", help="train the served model again on its data plus the store's events")

@@ -14,10 +14,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir, store: str, port: int, key: str = "k", workers: int = 1) -> subprocess.Popen:
+def start_server(model_dir, store: str, port: int, key: str = "k", workers: int = 1, service: str | None = None) -> subprocess.Popen:
     """`metarec serve` as a subprocess, returned once /health/live answers (60 s at most)."""
     cmd = [sys.executable, "-m", "metarec.cli", "serve", "--model", str(model_dir), "--store", store,
            "--port", str(port), "--api-key", key, "--workers", str(workers)]  # fmt: skip
+    if service:
+        cmd += ["--service", service]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline:

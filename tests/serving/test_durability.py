@@ -337,3 +337,30 @@ def test_a_reload_reaches_every_worker_and_a_worker_restarted_after_it(model_dir
     finally:
         proc.terminate()  # the supervisor stops its workers
         proc.wait(timeout=30)
+
+
+def test_replicas_named_as_one_service_follow_each_others_reloads(model_dir, tmp_path):
+    """`metarec serve --service shop` twice on one store: a reload through either reaches the
+    other, and a replica started after it starts on the reloaded model. Before, each replica
+    had to be reloaded on its own. One started without the name keeps its --model."""
+    data = make_world(WorldConfig(n_users=60, n_items=40, seed=4))
+    other = save_model(make_scorer("pop").fit(data), data, tmp_path / "pop")
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    ports = [free_port() for _ in range(4)]
+    procs = [start_server(model_dir, store, ports[0], service="shop"), start_server(model_dir, store, ports[1], service="shop")]
+
+    def model(port: int) -> str:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=30).json()["model"]
+
+    try:
+        assert model(ports[1]) == "ease"
+        r = httpx.post(f"http://127.0.0.1:{ports[0]}/admin/reload", json={"model_dir": str(other)}, headers=KEY, timeout=60)
+        assert r.status_code == 200 and r.json()["model"] == "pop"
+        assert model(ports[1]) == "pop"
+        procs.append(start_server(model_dir, store, ports[2], service="shop"))  # a replica started later
+        procs.append(start_server(model_dir, store, ports[3]))  # another service
+        assert model(ports[2]) == "pop" and model(ports[3]) == "ease"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)

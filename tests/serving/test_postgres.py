@@ -53,6 +53,26 @@ def test_two_replicas_share_one_store(pg_url, tmp_path):
         assert b.get("/items/i00050").status_code == 404
 
 
+def test_replicas_of_one_named_service_follow_a_reload_through_postgres(pg_url, tmp_path):
+    """`metarec serve --service shop` on two machines: the reload is recorded in PostgreSQL."""
+    import uuid
+
+    data = make_world(WorldConfig(n_users=60, n_items=40, seed=4))
+    save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    save_model(make_scorer("pop").fit(data), data, tmp_path / "pop")
+    name = f"shop-{uuid.uuid4().hex[:8]}"  # the server outlives the test: a name of this run
+
+    def replica(**kw):
+        return TestClient(create_app(tmp_path / "ease", pg_url, "k", **kw))
+
+    with replica(service=name) as a, replica(service=name) as b, replica() as other:
+        r = a.post("/admin/reload", json={"model_dir": str(tmp_path / "pop")}, headers=KEY)
+        assert r.status_code == 200 and b.get("/health/ready").json()["model"] == "pop"
+        assert other.get("/health/ready").json()["model"] == "ease"
+        with replica(service=name) as later:
+            assert later.get("/health/ready").json()["model"] == "pop"
+
+
 def test_a_replica_killed_mid_traffic_loses_no_acknowledged_event(pg_url, tmp_path):
     """Two `metarec serve` processes on one PostgreSQL store, traffic into both; replica A is
     SIGKILLed mid-traffic. Every event either replica acknowledged is in the store, replica B

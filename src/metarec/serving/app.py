@@ -303,8 +303,9 @@ def create_app(
         blas_threads: limit BLAS threads in this process (idle OpenBLAS threads spin and
             compete with request threads; one per request is fastest on small machines).
         service: the id that the worker processes of one service share (``metarec serve
-            --workers N`` makes one per start; default: a new one, a service of its own). A
-            ``POST /admin/reload`` is recorded in the store under it, and every worker of the
+            --workers N`` makes one per start, or takes ``--service``'s, which replicas on one
+            store can share; default: a new one, a service of its own). A ``POST
+            /admin/reload`` is recorded in the store under it, and every worker of the
             service follows it at its next request; a worker that starts (or restarts) after
             a reload serves the reloaded model, not ``model_dir``.
     """
