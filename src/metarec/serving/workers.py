@@ -64,22 +64,22 @@ def bind_reuse_port(family: int, address: tuple[Any, ...]) -> socket.socket:
 
 
 def free_address(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
-    """``(family, address)`` for the workers' sockets, checked with a plain bind first: a
-    port in use is a ConfigError here (with ``SO_REUSEPORT`` alone a second service of this
-    user on the same port would silently share its connections), and port 0 becomes one
-    free port for every worker."""
-    try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"--host {host!r}: {exc.strerror}") from None
+    """``(family, address)`` for the workers' sockets, as uvicorn binds its one (IPv6 where
+    ``host`` has a colon, else IPv4), checked with a plain bind first: a port in use is a
+    ConfigError here (with ``SO_REUSEPORT`` alone a second service of this user on the same
+    port would silently share its connections), and port 0 becomes one free port for every
+    worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
+        except socket.gaierror as exc:
+            raise ConfigError(f"--host {host!r}: {exc.strerror}") from None
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        bound = probe.getsockname()
-    return family, (address[0], bound[1], *address[2:])
+        bound = probe.getsockname()[1]
+    return family, (host, bound)
 
 
 def run_workers(app: str, host: str, port: int, workers: int, **options: Any) -> None:
