@@ -98,6 +98,14 @@ def _value_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _duration(value: str) -> float:
+    """``--every``: seconds, or a number with s, m, h or d; above 0."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", value.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: a duration above 0, e.g. 3600, 90s, 15m, 1h or 1d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
 def _service_name(value: str) -> str:
     """``serve --service``: 1 to 64 letters, digits, ``.``, ``_`` or ``-``."""
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
@@ -258,11 +266,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from metarec.serving.retrain import retrain
+    import os
 
-    path = retrain(args.store, args.model, args.out)
-    print(f"retrained model written to {path}; swap it in with POST /admin/reload")
-    return 0
+    from metarec.serving.retrain import reload_service, retrain, retrain_every
+
+    key = args.api_key or os.environ.get("METAREC_API_KEY") or ""
+    if args.reload and not key:
+        raise ConfigError("--reload needs the service's API key (--api-key or METAREC_API_KEY)")
+    if args.every is None:
+        if args.rounds is not None:
+            raise ConfigError("--rounds applies with --every")
+        path = retrain(args.store, args.model, args.out)
+        if not args.reload:
+            print(f"retrained model written to {path}; swap it in with POST /admin/reload")
+            return 0
+        info = reload_service(args.reload, path, key)
+        print(f"retrained model written to {path}; {args.reload} now serves it ({info.get('model')})")
+        return 0
+    print(f"retraining {args.model} from {args.store} every {args.every:g} s into {args.out}"
+          + (f", reloading {args.reload}" if args.reload else "") + " (Ctrl-C stops)", flush=True)  # fmt: skip
+    failed = retrain_every(args.store, args.model, args.out, args.every, reload_url=args.reload, api_key=key,
+                           keep=args.keep, rounds=args.rounds, report=lambda line: print(line, flush=True))  # fmt: skip
+    return 1 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -436,7 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retrain", help="train the served model again on its data plus the store's events")
     rt.add_argument("--store", required=True)
     rt.add_argument("--model", required=True, help="the model directory being served")
-    rt.add_argument("--out", required=True, help="new model directory")
+    rt.add_argument("--out", required=True, help="new model directory (with --every: the directory that holds one per round)")
+    rt.add_argument("--every", type=_duration, help="retrain on a schedule: seconds, or 90s, 15m, 1h, 1d")
+    rt.add_argument("--reload", metavar="URL", help="the service to swap each new model into (POST URL/admin/reload)")
+    rt.add_argument("--api-key", help="the service's key for --reload (default: $METAREC_API_KEY)")
+    rt.add_argument("--keep", type=_positive_int, default=3, help="with --every: newest model directories kept")
+    rt.add_argument("--rounds", type=_positive_int, help="with --every: stop after N rounds (default: until Ctrl-C)")
     rt.set_defaults(func=cmd_retrain)
 
     ev = sub.add_parser("evaluate", help="evaluate models under a protocol; writes results.json and a report")

@@ -12,6 +12,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 
 from metarec.data.dataset import build_dataset  # noqa: E402
+from metarec.errors import ConfigError  # noqa: E402
 from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
 from metarec.models import make_scorer  # noqa: E402
 from metarec.models.io import save_model  # noqa: E402
@@ -364,3 +365,54 @@ def test_replicas_named_as_one_service_follow_each_others_reloads(model_dir, tmp
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_scheduled_retraining_swaps_each_round_into_the_service_and_keeps_the_newest(model_dir, tmp_path, capsys):
+    """`metarec retrain --every --reload`: each round learns the events stored so far, the
+    service serves the newest directory, older ones beyond --keep are gone; a service that
+    does not answer fails its rounds (exit 1), and the loop goes on to the next."""
+    import json
+
+    from metarec.cli import main
+
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    port = free_port()
+    proc = start_server(model_dir, store, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        r = httpx.post(f"{base}/events", json={"events": [{"user_id": "late-comer", "item_id": "i00003"}]}, headers=KEY)
+        assert r.status_code == 200
+        argv = ["retrain", "--store", store, "--model", str(model_dir), "--out", str(tmp_path / "v"), "--every", "0.2",
+                "--rounds", "2", "--keep", "1", "--reload", base, "--api-key", "k"]  # fmt: skip
+        assert main(argv) == 0
+        (kept,) = (tmp_path / "v").iterdir()
+        ready = httpx.get(f"{base}/health/ready").json()
+        assert ready["model_dir"] == str(kept.resolve()) and ready["model"] == "ease"
+        assert "late-comer" in json.dumps(httpx.get(f"{base}/users/late-comer/events").json())
+        assert json.loads((kept / "config.json").read_text())["n_users"] == json.loads((model_dir / "config.json").read_text())["n_users"] + 1
+        out = capsys.readouterr().out
+        assert out.count("now serves it (ease)") == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    argv[argv.index(base)] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert out.count("failed: ") == 2 and "no answer to the reload" in out
+
+
+def test_the_retraining_schedule_keeps_its_interval_and_prunes_only_its_own_older_models(model_dir, tmp_path):
+    from metarec.serving.retrain import retrain_every
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "notes.txt").write_text("the user's own file")
+    waits, lines = [], []
+    failed = retrain_every(f"sqlite:///{tmp_path / 's.db'}", model_dir, tmp_path / "v", 100.0, keep=2, rounds=3,
+                           report=lines.append, sleep=waits.append)  # fmt: skip
+    assert failed == 0 and len(lines) == 3
+    assert [round(w) for w in waits] == [100, 200]  # from the first round's start: a fixed rate
+    left = sorted(p.name for p in (tmp_path / "v").iterdir())
+    assert len(left) == 3 and "notes.txt" in left  # the two newest rounds and the user's file
+    assert all(p in "".join(lines) for p in left if p != "notes.txt")
+    with pytest.raises(ConfigError, match="a file is there"):
+        retrain_every("sqlite:///x.db", model_dir, tmp_path / "v" / "notes.txt", 1.0)

@@ -1,13 +1,20 @@
 """Retraining from the event store: the served model's data plus every stored event.
 
 The new model (same name and config) is written to a fresh directory; the service swaps to
-it with ``POST /admin/reload`` without failing a request.
+it with ``POST /admin/reload`` without failing a request. :func:`retrain_every` does both on
+a schedule (``metarec retrain --every 1h --reload URL``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from metarec.data.dataset import Dataset, build_dataset
-from metarec.errors import DataError
+from metarec.errors import ConfigError, DataError, MetarecError
 from metarec.models.io import TrainedModel, check_model_out, load_model, save_model, training_events
 from metarec.models.registry import make_scorer
 from metarec.serving.store import StoredItem, open_store
@@ -155,3 +162,74 @@ def retrain(store_url: str, model_dir: str | Path, out: str | Path) -> Path:
     params = {k: v for k, v in model.config["config"].items() if k in cls_fields}
     scorer = make_scorer(model.config["model"], **params).fit(data)
     return save_model(scorer, data, out)
+
+
+def reload_service(url: str, model_dir: str | Path, api_key: str, timeout: float = 600.0) -> dict[str, Any]:
+    """``POST {url}/admin/reload`` with ``model_dir`` (absolute: the service resolves it on its
+    own machine); returns the service's answer. A refusal or an unreachable service is a
+    ConfigError with the service's own message."""
+    body = json.dumps({"model_dir": str(Path(model_dir).resolve())}).encode()
+    req = urllib.request.Request(f"{url.rstrip('/')}/admin/reload", data=body, method="POST",
+                                 headers={"content-type": "application/json", "X-API-Key": api_key})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
+            return json.load(answer)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        raise ConfigError(f"{url}: the reload was refused ({exc.code}): {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"{url}: no answer to the reload ({getattr(exc, 'reason', exc)})") from None
+
+
+def retrain_every(
+    store_url: str, model_dir: str | Path, out_root: str | Path, every: float, *, reload_url: str | None = None,
+    api_key: str = "", keep: int = 3, rounds: int | None = None, report: Callable[[str], None] = log.info,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:  # fmt: skip
+    """Scheduled retraining with hot swap: every ``every`` seconds (from the start of one round
+    to the next; a round that runs longer starts the next at once) train ``model_dir``'s model
+    again on its data and the store (:func:`retrain`) into a new directory under ``out_root``
+    (``model-<UTC time>``), ask the service at ``reload_url`` to swap it in, and delete this
+    loop's older directories beyond the newest ``keep``, never the one served last.
+
+    A round that fails (bad data, a full disk, the service refusing or not answering) is
+    reported and the next one is tried. Returns how many rounds failed (``rounds`` bounds the
+    loop; None: until interrupted)."""
+    if every <= 0 or keep < 1:
+        raise ConfigError(f"retrain every {every} s keeping {keep}: both must be positive")
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise ConfigError(f"{out_root}: a file is there; --out names the directory that holds the retrained models")
+    load_model(model_dir)  # a directory that does not load fails now, not at the first round
+    written: list[Path] = []
+    served: Path | None = None
+    failed = done = 0
+    start = time.monotonic()
+    while rounds is None or done < rounds:
+        wait = start + done * every - time.monotonic()
+        if wait > 0:
+            sleep(wait)
+        else:
+            start -= wait  # overran: the next rounds keep the interval from now
+        done += 1
+        began = time.monotonic()
+        out = out_root / f"model-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        if out.exists() or out in written:
+            out = out.with_name(f"{out.name}-{done}")
+        try:
+            path = retrain(store_url, model_dir, out)
+            written.append(path)
+            line = f"round {done}: retrained into {path} in {time.monotonic() - began:.0f} s"
+            if reload_url:
+                info = reload_service(reload_url, path, api_key)
+                line += f"; {reload_url} now serves it ({info.get('model')})"
+            served = path
+            report(line)
+        except (MetarecError, OSError) as exc:
+            failed += 1
+            report(f"round {done} failed: {exc}")
+        for old in written[:-keep]:
+            if old != served:
+                shutil.rmtree(old, ignore_errors=True)
+                written.remove(old)
+    return failed
