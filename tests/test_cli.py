@@ -131,6 +131,20 @@ def test_a_log_with_another_separator_or_no_header_gets_a_hint_and_sep_reads_it(
     assert code == 2 and "it looks tab-separated (--sep tab); its first row looks like data, not a header" in err
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(workers, world_dir, tmp_path, capsys):
+    import socket
+
+    assert run(["train", "--data", str(world_dir), "--format", "synthetic", "--model", "pop", "--out", str(tmp_path / "m")], capsys)[0] == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(["serve", "--model", str(tmp_path / "m"), "--store", f"sqlite:///{tmp_path / 'e.db'}",
+                            "--port", str(port), "--api-key", "k", "--workers", workers], capsys)  # fmt: skip
+    assert code == 2 and err.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
 @pytest.mark.parametrize("name", ["a b", "", "x" * 65, "shop/1"])
 def test_a_service_name_is_letters_digits_dots_dashes(name, world_dir, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -64,7 +64,7 @@ def bind_reuse_port(family: int, address: tuple[Any, ...]) -> socket.socket:
 
 
 def free_address(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
-    """``(family, address)`` for the workers' sockets, as uvicorn binds its one (IPv6 where
+    """``(family, address)`` for the service's sockets, as uvicorn binds its one (IPv6 where
     ``host`` has a colon, else IPv4), checked with a plain bind first: a port in use is a
     ConfigError here (with ``SO_REUSEPORT`` alone a second service of this user on the same
     port would silently share its connections), and port 0 becomes one free port for every
@@ -87,11 +87,11 @@ def run_workers(app: str, host: str, port: int, workers: int, **options: Any) ->
     its own socket where the platform balances them (:func:`balances_connections`)."""
     import uvicorn
 
+    family, address = free_address(host, port)
     if not balances_connections():
-        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, **options)
+        uvicorn.run(app, factory=True, host=host, port=address[1], workers=workers, **options)
         return
     from uvicorn.supervisors import Multiprocess
 
-    family, address = free_address(host, port)
     config = uvicorn.Config(app, factory=True, host=host, port=address[1], workers=workers, **options)
     Multiprocess(config, sockets=[OwnSocket(family, address)]).run()  # type: ignore[list-item]
