@@ -237,14 +237,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from metarec.serving.app import create_app
     from metarec.serving.store import redacted
+    from metarec.serving.workers import free_address
 
     key = args.api_key or os.environ.get("METAREC_API_KEY")
+    # A port in use: one line now, not after the model loads; --port 0: the port it will be.
+    args.port = free_address(args.host, args.port)[1][1]
     print(f"serving {args.model} on http://{args.host}:{args.port} with {args.workers} worker(s) "
           f"(store {redacted(args.store)})", flush=True)  # fmt: skip
     if args.workers == 1:
-        from metarec.serving.workers import free_address
-
-        free_address(args.host, args.port)  # a port in use: one line now, not after the model loads
         app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body, service=args.service)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0

@@ -416,3 +416,30 @@ def test_the_retraining_schedule_keeps_its_interval_and_prunes_only_its_own_olde
     assert all(p in "".join(lines) for p in left if p != "notes.txt")
     with pytest.raises(ConfigError, match="a file is there"):
         retrain_every("sqlite:///x.db", model_dir, tmp_path / "v" / "notes.txt", 1.0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_port_0_says_the_port_it_listens_on(model_dir, tmp_path, workers):
+    """Before, `--port 0` printed port 0 (and with workers, each picked its own)."""
+    import re
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "metarec.cli", "serve", "--model", str(model_dir), "--store", f"sqlite:///{tmp_path / 'e.db'}",
+           "--port", "0", "--api-key", "k", "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = proc.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+) ", first).group(1))
+        assert port != 0
+        deadline = time.time() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200
+                break
+            except httpx.HTTPError:
+                assert time.time() < deadline and proc.poll() is None
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
