@@ -218,16 +218,20 @@ def retrain_every(
             out = out.with_name(f"{out.name}-{done}")
         try:
             path = retrain(store_url, model_dir, out)
-            written.append(path)
-            line = f"round {done}: retrained into {path} in {time.monotonic() - began:.0f} s"
-            if reload_url:
-                info = reload_service(reload_url, path, api_key)
-                line += f"; {reload_url} now serves it ({info.get('model')})"
-            served = path
-            report(line)
         except (MetarecError, OSError) as exc:
             failed += 1
             report(f"round {done} failed: {exc}")
+            continue
+        written.append(path)
+        line = f"round {done}: retrained into {path} in {time.monotonic() - began:.0f} s"
+        try:
+            if reload_url:
+                line += f"; {reload_url} now serves it ({reload_service(reload_url, path, api_key).get('model')})"
+            served = path
+        except MetarecError as exc:
+            failed += 1
+            line += f"; the reload failed: {exc}"
+        report(line)
         for old in written[:-keep]:
             if old != served:
                 shutil.rmtree(old, ignore_errors=True)

@@ -5,24 +5,21 @@ all of them accept from one queue, and the kernel wakes them unevenly: with keep
 clients one worker can hold most connections while another idles (uvicorn PR #2472,
 "socket-load-balance", not merged). Measured here (two workers, 16 new wrk connections after
 a spell of one client, the 10k-item hybrid): all 16 on one worker in 3 draws of 12, at
-277-342 requests per second against 510-616 for the others. On Linux each worker here binds a socket of its own to the same address
-with ``SO_REUSEPORT``, and the kernel spreads new connections over the sockets by a hash of
-each connection. uvicorn's supervisor (:class:`uvicorn.supervisors.Multiprocess`) still
+277-342 requests per second against 510-616 for the others. On Linux each worker here binds
+a socket of its own to the same address with ``SO_REUSEPORT``, and the kernel spreads new
+connections over the sockets by a hash of each connection. uvicorn's supervisor (:class:`uvicorn.supervisors.Multiprocess`) still
 starts, watches and restarts the workers; only the socket it hands them differs. Elsewhere
 (``SO_REUSEPORT`` does not balance on macOS) the shared socket is kept.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
 from typing import Any
 
 from metarec.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that cannot start: its supervisor stops, not retries
 
