@@ -155,8 +155,9 @@ class HybridScorer(ContentScorer):
         out = np.empty((len(SIGNALS), h.shape[0], self.n_items_), dtype=np.float32)
         for k, x in self._other_signals(h, comp):
             out[k] = x
+        ww = self._warm_weights(comp)
         for k, x in content.items():
-            out[k] = _standardise(x, self._warm_weights(comp))
+            out[k] = _standardise(x, ww)
         return out
 
     def _other_signals(self, h: sp.csr_matrix, comp: _Components) -> Iterator[tuple[int, np.ndarray]]:
