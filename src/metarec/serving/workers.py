@@ -88,7 +88,13 @@ def run_workers(app: str, host: str, port: int, workers: int, **options: Any) ->
     if not balances_connections():
         uvicorn.run(app, factory=True, host=host, port=address[1], workers=workers, **options)
         return
+    import inspect
+
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(app, factory=True, host=host, port=address[1], workers=workers, **options)
-    Multiprocess(config, sockets=[OwnSocket(family, address)]).run()  # type: ignore[list-item]
+    sockets = [OwnSocket(family, address)]
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.52 passes the server's run
+        Multiprocess(config, target=uvicorn.Server(config=config).run, sockets=sockets).run()  # type: ignore[arg-type]
+    else:
+        Multiprocess(config, sockets=sockets).run()  # type: ignore[arg-type]
