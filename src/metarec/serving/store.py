@@ -32,7 +32,8 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS users (
         user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL)""",
     # The model each service serves since its last POST /admin/reload, so that every worker of
-    # `metarec serve --workers N` follows a reload that one of them took.
+    # `metarec serve --workers N`, and every replica started with the same `--service`, follows
+    # a reload that one of them took.
     """CREATE TABLE IF NOT EXISTS served (
         seq {serial}, service TEXT NOT NULL, model_dir TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS served_service ON served (service, seq)",
