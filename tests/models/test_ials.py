@@ -124,3 +124,17 @@ def test_tags_join_the_matrix_as_pseudo_users():
         make_scorer("ials", tags="genres", tag_weight=0.0).fit(data)
     with pytest.raises(ConfigError, match="ials: tag_weight must be a finite number, at least 0, not -1.0"):
         make_scorer("ials", tags="genres", tag_weight=-1.0)  # (when made, before training)
+
+
+def test_factors_shrunk_to_zero_by_l2_are_said(caplog):
+    import logging
+
+    data = _data(_rows(2))
+    with caplog.at_level(logging.WARNING, logger="metarec.models.baselines.implicit_mf"):
+        make_scorer("ials", factors=4, iterations=4, l2=1.0).fit(data)
+    assert not caplog.messages
+    with caplog.at_level(logging.WARNING, logger="metarec.models.baselines.implicit_mf"):
+        collapsed = make_scorer("ials", factors=4, iterations=4, l2=1e4).fit(data)
+    assert np.abs(collapsed.user_factors_ @ collapsed.item_factors_.T).max() < 1e-3
+    assert len(caplog.messages) == 1
+    assert "shrank to zero" in caplog.text and "l2=10000" in caplog.text and "smaller l2" in caplog.text
