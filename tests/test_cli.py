@@ -47,6 +47,10 @@ def test_train_then_recommend(world_dir, tmp_path, capsys):
     assert code == 0 and "top 3 for a new user with history i00001" in out  # not "for user None"
     code, out, _ = run(["recommend", "--model", str(model), "--history", "", "-n", "3"], capsys)
     assert code == 0 and "top 3 for a new user with no history" in out  # before: "with history " and nothing
+    code, out, _ = run(["recommend", "--model", str(model), "--user", "nobody", "-n", "3"], capsys)
+    assert code == 0 and "top 3 for user nobody (not in training: a new user)" in out  # before: as if known
+    code, out, _ = run(["recommend", "--model", str(model), "--user", "u00003", "-n", "3"], capsys)
+    assert code == 0 and "top 3 for user u00003" in out and "not in training" not in out
 
 
 def test_workers_for_a_model_that_does_not_train_with_torch_is_refused_before_the_data_is_read(tmp_path, capsys):

@@ -334,7 +334,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     index = {k: j for j, k in enumerate(model.item_ids)}
     title_col = next((c for c in ("title", "text", "name") if c in model.items.columns), None)
-    who = f"user {args.user}" if args.user is not None else "a new user"
+    known = args.user is not None and model.knows_user(args.user)
+    who = f"user {args.user}" if known else f"user {args.user} (not in training: a new user)" if args.user else "a new user"
     given = "" if history is None else f" with history {', '.join(history)}" if history else " with no history"
     t = Table(title=f"top {args.n} for {who}{given}")
     t.add_column("rank")
@@ -343,7 +344,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if title_col:
         t.add_column(title_col)
     for rank, (item, score) in enumerate(recs, 1):
-        row = [str(rank), item, f"{score:.4f}"]
+        row = [str(rank), item, f"{score:.4g}"]  # iALS's scores on sparse data are ~1e-3
         if title_col:
             row.append(str(model.items[title_col].iloc[index[item]])[:70])
         t.add_row(*row)

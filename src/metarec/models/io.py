@@ -285,6 +285,10 @@ class TrainedModel:
             self._cache = None if config.cache_dir == "none" else EmbeddingCache(config.cache_dir)
         return encode_cached(self._encoder, list(texts), self._cache)
 
+    def knows_user(self, user_id: str) -> bool:
+        """Whether ``user_id`` is one of the model's users (trained, or added since)."""
+        return bool(self._indexes()[1].get_indexer([str(user_id)])[0] >= 0)
+
     def user_history(self, user_id: str) -> list[str]:
         """Item ids the user interacted with in training ([] for an unknown user)."""
         u = self._indexes()[1].get_indexer([str(user_id)])[0]
