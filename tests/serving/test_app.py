@@ -388,3 +388,24 @@ def test_a_reloaded_model_that_will_not_load_on_another_worker_leaves_it_serving
         assert "does not load here" in caplog.text
         with TestClient(create_app(model_dir, store, "test-key", service="s")) as restarted:  # nor at start
             assert restarted.get("/health/ready").json()["model"] == "hybrid"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"events": [{"user_id": "typo", "item_id": "i00001", "event": "purchase"}]}, ["body", "events", 0, "event"]),
+    ({"events": [{"user_id": "typo", "item_id": "i00001", "type": "rating", "valeu": 5}]}, ["body", "events", 0, "valeu"]),
+    ({"events": [{"user_id": "typo", "item_id": "i00001"}], "n": 3}, ["body", "n"]),
+])  # fmt: skip
+def test_a_field_the_body_does_not_have_is_422_naming_it_and_nothing_is_stored(client, body, field):
+    # Before, unknown fields were dropped: {"event": "purchase"} was stored as a "view".
+    r = client.post("/events", json=body, headers=KEY)
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["detail"] if e["type"] == "extra_forbidden"] == [field]
+    assert client.get("/users/typo/events").json()["events"] == []
+
+
+def test_a_misspelt_session_or_item_field_is_422(client):
+    r = client.post("/sessions/recommendations", json={"events": [{"item_id": "i00001"}], "count": 3})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "count"]
+    r = client.put("/items/new1", json={"text": "a new thing", "attributes": {}, "category": "x"}, headers=KEY)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "category"]
+    assert client.get("/items/new1").status_code == 404

@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from metarec import __version__
 from metarec.errors import MetarecError
@@ -40,16 +40,23 @@ ID = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 # ----------------------------------------------------------------------------- schemas
-class ItemIn(BaseModel):
+class Body(BaseModel):
+    """A request body: a field it does not have is a 422 naming it. Ignored, ``{"event":
+    "buy"}`` (for ``type``) was stored as a ``view``, and a misspelt ``value`` as 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemIn(Body):
     text: str = Field(min_length=1, max_length=20_000, description="Title, description... encoded at once")
     attributes: dict[str, Any] = Field(default_factory=dict, description="e.g. category, brand, price")
 
 
-class UserIn(BaseModel):
+class UserIn(Body):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-class EventIn(BaseModel):
+class EventIn(Body):
     event_id: ID | None = Field(None, description="Idempotency key; a repeat is acknowledged, not stored twice")
     user_id: ID
     item_id: ID
@@ -58,23 +65,23 @@ class EventIn(BaseModel):
     timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, description="Unix seconds; default: now")
 
 
-class EventsIn(BaseModel):
+class EventsIn(Body):
     events: list[EventIn] = Field(min_length=1, max_length=10_000)
 
 
-class SessionEventIn(BaseModel):
+class SessionEventIn(Body):
     item_id: ID
     type: Annotated[str, Field(min_length=1, max_length=64)] = "view"
 
 
-class SessionIn(BaseModel):
+class SessionIn(Body):
     events: list[SessionEventIn] = Field(min_length=0, max_length=1_000)
     n: int = Field(10, ge=1, le=1000)
     category: str | None = None
     exclude: list[ID] = Field(default_factory=list, max_length=10_000)
 
 
-class ReloadIn(BaseModel):
+class ReloadIn(Body):
     model_dir: str = Field(min_length=1, max_length=4096)
 
 
