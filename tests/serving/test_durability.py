@@ -443,3 +443,31 @@ def test_serve_on_port_0_says_the_port_it_listens_on(model_dir, tmp_path, worker
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_retraining_says_which_stored_event_types_the_model_was_not_trained_on(tmp_path, caplog):
+    """POST /events takes any type (``view`` by default); at retraining a type the model never
+    saw becomes one of its own (a new task of the networks), which is said, with counts."""
+    from metarec.serving.retrain import dataset_from_store
+    from metarec.serving.store import Event, open_store
+
+    raw = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"], "event": "rating", "value": [5.0, 1.0, 2.0]})
+    data = build_dataset(raw, source="r.csv")
+    path = tmp_path / "m"
+    save_model(make_scorer("pop").fit(data), data, path)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = open_store(url)
+    store.add_events([Event("e1", "c", "y", "rating", 3.0, 20.0)])
+    store.close()
+    with caplog.at_level("WARNING", logger="metarec.serving.retrain"):
+        dataset_from_store(url, path)
+    assert not caplog.messages  # only known types
+    store = open_store(url)
+    store.add_events([Event("e2", "c", "x", "view", 1.0, 21.0), Event("e3", "d", "x", "view", 1.0, 22.0),
+                      Event("e4", "d", "y", "click", 1.0, 23.0)])  # fmt: skip
+    store.close()
+    with caplog.at_level("WARNING", logger="metarec.serving.retrain"):
+        again = dataset_from_store(url, path)
+    assert set(again.event_types) == {"rating", "view", "click"}
+    assert len(caplog.messages) == 1
+    assert "not trained on (rating): view (2), click (1)" in caplog.text

@@ -30,6 +30,20 @@ from metarec.serving.store import StoredItem, open_store
 log = logging.getLogger(__name__)
 
 
+def _say_new_event_types(first: pd.DataFrame, stored: pd.DataFrame, store_url: str) -> None:
+    """Warn of stored event types the model was not trained on (a client's typo, or
+    ``POST /events``'s default ``view`` on MovieLens's ratings): they are learned from, as any
+    type is (by default each is a task of its own of the multi-task networks), so a few stray
+    events silently add heads to the retrained model, or weigh as a rating of 1."""
+    if (first["event"] == "train").all():  # a model saved before it kept its events' types
+        return
+    counts = stored.loc[~stored["event"].isin(set(first["event"])), "event"].value_counts()
+    if len(counts):
+        log.warning("%s: events of types the model was not trained on (%s): %s; they are trained on as new "
+                    "event types", store_url, ", ".join(sorted(map(str, pd.unique(first["event"])))),
+                    ", ".join(f"{t} ({n})" for t, n in counts.items()))
+
+
 def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Dataset:
     """The model's training events, items and users with the store's events, items and users.
 
@@ -57,6 +71,7 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
         events = list(store.all_events())
         if events:
             frames.append(pd.DataFrame([e.to_dict() for e in events]).rename(columns={"user_id": "user", "item_id": "item", "type": "event"}))
+            _say_new_event_types(first, frames[-1], store_url)
         stored = store.items()
         stored_users = store.users()
     finally:
