@@ -25,3 +25,35 @@ def test_a_row_of_equal_scores_is_the_tiebreak_order_and_distinct_scores_ignore_
     np.testing.assert_array_equal(top_k(np.zeros((1, 5)), 3, pop), [[1, 3, 2]])
     scores = np.array([[0.5, 0.1, 0.9, 0.3, 0.7]])
     np.testing.assert_array_equal(top_k(scores, 4, pop), top_k(scores, 4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 3, 10, 100, 1000]), st.sampled_from([2, 50, 10**6]),
+       st.floats(0.0, 0.9), st.sampled_from([20_000, 100_003]))  # fmt: skip
+def test_a_long_row_cut_to_candidates_ranks_exactly_as_the_whole_row(seed, k, levels, nan_share, m):
+    """Serving ranks a long row (a large catalogue) among the items at or above a sampled
+    threshold; the answer is the whole row's, ties and popularity ties included."""
+    from metarec.ranking import _candidates, _top_k_exact
+
+    rng = np.random.default_rng(seed)
+    row = rng.integers(0, levels, size=m).astype(np.float32)
+    row[rng.random(m) < nan_share] = np.nan
+    tiebreak = rng.integers(0, 5, size=m).astype(np.float64)  # popularity: ties among ties
+    got = top_k(row[None, :], k, tiebreak)[0]
+    whole = _top_k_exact(np.where(np.isnan(row), -np.inf, row), k, tiebreak)
+    np.testing.assert_array_equal(got, whole)
+    s = np.where(np.isnan(row), -np.inf, row)
+    np.testing.assert_array_equal(s[got], -np.sort(-s)[:k])  # the k best scores, best first
+    if levels == 10**6 and nan_share < 0.5:
+        cand = _candidates(row, k)
+        assert cand is not None and k <= len(cand) < m // 10  # the cut was made, and it is small
+
+
+def test_a_row_of_one_score_or_no_finite_score_is_ranked_whole():
+    from metarec.ranking import _candidates
+
+    pop = np.arange(20_000, dtype=np.float64)
+    np.testing.assert_array_equal(top_k(np.zeros((1, 20_000)), 3, pop), [[19_999, 19_998, 19_997]])
+    nan = np.full(20_000, np.nan)
+    assert _candidates(nan, 3) is None
+    np.testing.assert_array_equal(top_k(nan[None, :], 2, pop), [[19_999, 19_998]])  # NaN last, as before

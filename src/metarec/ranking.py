@@ -28,9 +28,10 @@ def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None) -> np.
     k = max(0, min(k, m))
     if k == 0:
         return np.zeros((n, 0), dtype=np.int64)
-    s = np.where(np.isnan(scores), -np.inf, scores)
     if tiebreak is not None:
-        return np.stack([_top_k_row(row, k, np.asarray(tiebreak)) for row in s])
+        tiebreak = np.asarray(tiebreak)
+        return np.stack([_top_k_row(row, k, tiebreak) for row in scores])
+    s = np.where(np.isnan(scores), -np.inf, scores)
     if k < m:
         part = np.argpartition(-s, k - 1, axis=1)[:, :k]
     else:
@@ -39,10 +40,45 @@ def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None) -> np.
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
-def _top_k_row(s: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
-    """:func:`top_k` of one row (NaN already ``-inf``) with ties broken by ``tiebreak``: the
-    scores above the k-th are all kept, and the items tied with it are taken by ``tiebreak``,
-    so a row of equal scores costs one partition, not a sort of the catalogue."""
+SAMPLE = 4096
+"""Rows of at least ``4 * SAMPLE`` scores are cut to a few thousand candidates first (see
+:func:`_candidates`)."""
+
+
+def _top_k_row(row: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
+    """:func:`top_k` of one row with ties broken by ``tiebreak``: the scores above the k-th are
+    all kept, and the items tied with it are taken by ``tiebreak``, so a row of equal scores
+    costs one partition, not a sort of the catalogue. A long row is first cut to the items at
+    or above a threshold that at least ``k`` of them reach (:func:`_candidates`), which holds
+    every item the whole row would give, ties at the k-th score included, in the same order."""
+    cand = _candidates(row, k)
+    if cand is None:
+        return _top_k_exact(np.where(np.isnan(row), -np.inf, row), k, tiebreak)
+    return cand[_top_k_exact(row[cand], k, tiebreak[cand])]
+
+
+def _candidates(row: np.ndarray, k: int) -> np.ndarray | None:
+    """Indices of the items scoring at or above a threshold, in index order, when at least ``k``
+    do; ``None`` for a short row or a threshold that is not finite or too high (then the whole
+    row is ranked). The threshold is a high score of an evenly spaced sample of the row, chosen
+    so that about ``2k + 8 * step`` items reach it: one comparison over the row instead of a
+    partition of it (1M items: 0.6 ms against 7 ms)."""
+    m = len(row)
+    if m < 4 * SAMPLE:
+        return None
+    step = m // SAMPLE
+    sample = row[::step]
+    sample = np.where(np.isnan(sample), -np.inf, sample)
+    j = min(len(sample), 8 + -(-2 * k // step))  # the j-th highest of the sample
+    threshold = np.partition(sample, len(sample) - j)[len(sample) - j]
+    if not np.isfinite(threshold):
+        return None
+    cand = np.flatnonzero(row >= threshold)  # NaN never passes
+    return cand if len(cand) >= k else None
+
+
+def _top_k_exact(s: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
+    """:func:`_top_k_row` without the cut; ``s`` has no NaN and holds at least ``k`` items."""
     kth = np.partition(s, len(s) - k)[len(s) - k]  # the k-th highest score
     above = np.flatnonzero(s > kth)
     tied = np.flatnonzero(s == kth)
