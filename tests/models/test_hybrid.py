@@ -62,3 +62,33 @@ def test_items_added_or_re_encoded_are_scored_from_their_new_vectors(fitted):
     after = scorer.score(q)
     assert after == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
     assert not np.allclose(before, after[:, warm])
+
+
+def test_a_new_item_in_the_history_stands_for_its_warm_content_neighbours(fitted):
+    """The collaborative signal of a history holding an item without training pairs is EASE
+    applied to that item's neighbour row (its warm neighbours, softmax-weighted), as a cold
+    candidate borrows its neighbours' scores. Before, such an item added nothing: a user
+    whose history was a new item got the same signal as a user with no history."""
+    from metarec.models.content.hybrid import _standardise
+
+    data, scorer = fitted
+    scorer = copy.deepcopy(scorer)
+    comp = scorer.components_
+    warm = int(comp.seen_idx[5])
+    (new,) = scorer.add_items(scorer.item_vectors_[[warm]] + 1e-3, ["a near copy of a warm item"])
+    comp = scorer.components_
+    cold, rows = scorer._cold_neighbours(comp)
+    row = rows[int(np.flatnonzero(cold == new)[0])]
+    assert row.nnz and abs(row.sum() - 1) < 1e-5
+    q = Queries.from_histories([-1], [[new]], scorer.n_items_)
+    collab = dict(scorer._other_signals(q.history.astype(np.float32), comp))[0]
+    own = np.asarray(row @ comp.ease)  # (1, W)
+    expected = np.empty((1, scorer.n_items_), np.float32)
+    expected[:, comp.seen_idx] = own
+    expected[:, cold] = np.asarray(rows @ own.T).T
+    expected = _standardise(expected, scorer._warm_weights(comp))
+    np.testing.assert_allclose(collab, expected, atol=2e-4)
+    # Its neighbours are mostly the warm item it copies, so the lists agree.
+    like = dict(scorer._other_signals(Queries.from_histories([-1], [[warm]], scorer.n_items_).history.astype(np.float32), comp))[0]
+    assert np.corrcoef(collab[0, comp.seen_idx], like[0, comp.seen_idx])[0, 1] > 0.8
+    assert scorer.score(q) == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)

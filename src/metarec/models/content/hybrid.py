@@ -7,7 +7,9 @@ time, so new users need no retraining):
    training interaction has no column of ``B``; it gets the content-weighted mean of its
    ``k`` nearest warm items' scores, i.e. it is mapped into the collaborative space by its
    content neighbours (the kNN attribute-to-feature mapping of Gantner et al., "Learning
-   Attribute-to-Feature Mappings for Cold-Start Recommendations", ICDM 2010);
+   Attribute-to-Feature Mappings for Cold-Start Recommendations", ICDM 2010). Such an
+   item in the history stands, in the same way, for its neighbours (their weights as a
+   history row), so a user who took a new item gets the items its neighbours lead to;
 2. **semantic**: cosine between the item's and the history's pretrained sentence embeddings;
 3. **bilinear**: ``p W c_i`` with ``p`` the history's mean embedding and ``W`` a closed-form
    ridge map between user and item content fit on the interactions;
@@ -164,10 +166,17 @@ class HybridScorer(ContentScorer):
         """``(k, signal k standardised)`` for the signals that are not linear in the item
         vectors: collaborative, lexical, popularity."""
         n = h.shape[0]
-        own = np.asarray(h[:, comp.seen_idx] @ comp.ease)  # (n, W)
+        cold, neighbours = self._cold_neighbours(comp)
+        warm_history = h[:, comp.seen_idx]
+        if len(cold) and h[:, cold].nnz:
+            # Items without training pairs in the history (one PUT a moment ago and clicked)
+            # stand for their warm content neighbours, as a cold candidate borrows their
+            # scores. Before, they added nothing to this signal, and a user whose history was
+            # a new item got popular items rather than items like it.
+            warm_history = warm_history + h[:, cold] @ neighbours
+        own = np.asarray(warm_history @ comp.ease)  # (n, W)
         collab = np.empty((n, self.n_items_), dtype=np.float32)
         collab[:, comp.seen_idx] = own
-        cold, neighbours = self._cold_neighbours(comp)
         if len(cold):  # borrowed from their content neighbours (before: for every item, then overwritten)
             collab[:, cold] = np.asarray(neighbours @ own.T).T
         ww = self._warm_weights(comp)
