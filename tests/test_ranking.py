@@ -46,7 +46,8 @@ def test_a_long_row_cut_to_candidates_ranks_exactly_as_the_whole_row(seed, k, le
     np.testing.assert_array_equal(s[got], -np.sort(-s)[:k])  # the k best scores, best first
     if levels == 10**6 and nan_share < 0.5:
         cand = _candidates(row, k)
-        assert cand is not None and k <= len(cand) < m // 10  # the cut was made, and it is small
+        step = m // 4096  # about 2k + 8 steps of the sample are expected to pass (1.5x that in 200 draws)
+        assert cand is not None and k <= len(cand) <= 4 * (2 * k + 8 * step) < m  # the cut was made, and it is small
 
 
 def test_a_row_of_one_score_or_no_finite_score_is_ranked_whole():
