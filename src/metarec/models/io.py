@@ -285,13 +285,17 @@ class TrainedModel:
             self._cache = None if config.cache_dir == "none" else EmbeddingCache(config.cache_dir)
         return encode_cached(self._encoder, list(texts), self._cache)
 
+    def _user_row(self, user_id: str | None) -> int:
+        """The user's row of the model, -1 for ``None`` or a user it does not know."""
+        return -1 if user_id is None else int(self._indexes()[1].get_indexer([str(user_id)])[0])
+
     def knows_user(self, user_id: str) -> bool:
         """Whether ``user_id`` is one of the model's users (trained, or added since)."""
-        return bool(self._indexes()[1].get_indexer([str(user_id)])[0] >= 0)
+        return self._user_row(user_id) >= 0
 
     def user_history(self, user_id: str) -> list[str]:
         """Item ids the user interacted with in training ([] for an unknown user)."""
-        u = self._indexes()[1].get_indexer([str(user_id)])[0]
+        u = self._user_row(user_id)
         if u < 0:
             return []
         return [str(x) for x in self.item_ids[self.history[u].indices]]
@@ -313,8 +317,8 @@ class TrainedModel:
             history: item ids the user interacted with; defaults to the training history of
                 ``user_id``. Unknown item ids raise ConfigError naming them.
         """
-        index, users, popularity = self._indexes()
-        u = -1 if user_id is None else int(users.get_indexer([str(user_id)])[0])
+        index, _, popularity = self._indexes()
+        u = self._user_row(user_id)
         if history is None:
             hist_idx = self.history[u].indices if u >= 0 else np.array([], dtype=np.int64)
         else:

@@ -168,7 +168,7 @@ class HybridScorer(ContentScorer):
         n = h.shape[0]
         cold, neighbours = self._cold_neighbours(comp)
         warm_history = h[:, comp.seen_idx]
-        if len(cold) and h[:, cold].nnz:
+        if len(cold) and not comp.seen[h.indices].all():
             # Items without training pairs in the history (one PUT a moment ago and clicked)
             # stand for their warm content neighbours, as a cold candidate borrows their
             # scores. Before, they added nothing to this signal, and a user whose history was
