@@ -76,11 +76,12 @@ def test_known_users_weights_read_known_significance_and_new_users_weights_do_no
     kw = dict(members="pop,ease", folds=1, significance=0.0, min_segment_users=10)
     strict = make_scorer("ensemble", known_significance=100.0, **kw).fit(world)
     loose = make_scorer("ensemble", known_significance=0.0, **kw).fit(world)
-    fitted = np.array(strict.describe()["segment_users"][:4]) >= 10
+    n = len(strict.segments_)  # known users' rows first, then new users'
+    fitted = np.array(strict.describe()["segment_users"][:n]) >= 10
     assert fitted.any()
-    assert np.isin(strict.weights_[:4][fitted], [0.0, 1.0]).all()
-    assert (loose.weights_[:4][fitted].max(axis=1) < 1.0).any()
-    np.testing.assert_array_equal(strict.weights_[4:], loose.weights_[4:])
+    assert np.isin(strict.weights_[:n][fitted], [0.0, 1.0]).all()
+    assert (loose.weights_[:n][fitted].max(axis=1) < 1.0).any()
+    np.testing.assert_array_equal(strict.weights_[n:], loose.weights_[n:])
 
 
 def test_members_parse_and_bad_members_are_named():
@@ -164,13 +165,16 @@ def test_weights_follow_the_member_that_works_per_segment():
     data, missing = checkerboard(n_users=60, n_items=20, seed=0)
     s = make_scorer("ensemble", members="pop,ease", folds=2, min_segment_users=5).fit(data)
     d = s.describe()
-    names = ["0", "1-5", "6-20", ">20"]
+    names = ["0", "1", "2-5", "6-20", ">20"]  # one click apart (one_click)
     assert d["members"] == ["pop", "ease"] and d["segments"] == names + [f"new {n}" for n in names]
     w = np.array(d["weights"])
-    has_history = (np.array(d["segment_users"]) >= 5) & (np.arange(8) % 4 > 0)
+    has_history = (np.array(d["segment_users"]) >= 5) & (np.arange(10) % 5 > 0)
     assert (w[has_history, 1] > w[has_history, 0]).all()
     # The validation split's new users are counted in the new-user rows, the others not.
-    assert sum(d["segment_users"][4:]) > 0 and d["segment_users"][4] > 0 and d["segment_users"][0] == 0
+    assert sum(d["segment_users"][5:]) > 0 and d["segment_users"][5] > 0 and d["segment_users"][0] == 0
+    assert d["segment_users"][6] > 0  # validation's new users are asked at one click too
+    four = make_scorer("ensemble", members="pop,ease", one_click=False)  # the issue's segments
+    assert four.group_names_ == ["0", "1-5", "6-20", ">20", "new 0", "new 1-5", "new 6-20", "new >20"]
     assert d["validation"]["ensemble"] >= max(d["validation"]["pop"], d["validation"]["ease"])
     ids, _ = s.recommend(Queries(np.arange(data.n_users), data.matrix()), n=1)
     assert (ids[:, 0] == missing).mean() >= 0.9
@@ -180,8 +184,9 @@ def test_new_users_get_the_weights_of_their_own_rows(world):
     """Known answer: known users ranked by pop alone, new users (never trained on, or -1) by
     ease alone, whatever their history length."""
     s = make_scorer("ensemble", members="pop,ease", folds=1).fit(world)
-    s.weights_[:4] = [1.0, 0.0]
-    s.weights_[4:] = [0.0, 1.0]
+    n = len(s.segments_)
+    s.weights_[:n] = [1.0, 0.0]
+    s.weights_[n:] = [0.0, 1.0]
     m = world.matrix()
     known = np.flatnonzero(s.known_users_)[:3]
     q = Queries(np.concatenate([known, [-1, -1]]), sp.vstack([m[known], m[known[:2]]]).tocsr())

@@ -152,6 +152,24 @@ def test_an_ensemble_saved_before_known_significance_loads_with_its_own_signific
     assert load_model(tmp_path / "m").scorer.config.known_significance == 1.0
 
 
+def test_an_ensemble_saved_before_one_click_loads_with_its_four_segments(tmp_path):
+    """Before ``one_click`` the segments were 0, 1-5, 6-20, >20 (eight weight rows with new
+    users apart): a config without the setting loads with them and scores as it was saved."""
+    data = make_world(WorldConfig(n_users=60, n_items=30, seed=5))
+    scorer = make_scorer("ensemble", members="pop,ease", folds=1, one_click=False).fit(data)
+    assert scorer.weights_.shape[0] == 8
+    save_model(scorer, data, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    saved = json.loads(cfg.read_text())
+    del saved["config"]["one_click"]
+    cfg.write_text(json.dumps(saved))
+    model = load_model(tmp_path / "m")
+    assert model.scorer.config.one_click is False and model.scorer.group_names_[1] == "1-5"
+    q = Queries(np.arange(data.n_users), data.matrix())
+    np.testing.assert_allclose(model.scorer.score(q), scorer.score(q), rtol=1e-6, atol=1e-6)
+    assert make_scorer("ensemble", members="pop,ease").group_names_[1:3] == ["1", "2-5"]  # today's default
+
+
 def test_an_ensemble_directory_names_every_member_setting_and_keeps_it_when_a_default_changes(tmp_path, monkeypatch):
     """The saved config holds each member's whole configuration (its seed follows the
     ensemble's), so a later version whose default differs loads, scores and retrains the
