@@ -14,8 +14,8 @@ score the validation users, and coordinate ascent over non-negative weights that
 maximises the validation metric (``NDCG@10`` by default) directly, starting from the best
 single member and from equal weights, so the fitted ensemble is at least as good as its best
 member *on validation*. With ``segments``, one weight vector is fit per history-length
-segment (0, 1-5, 6-20, >20 interactions, from :data:`~metarec.data.splits.HISTORY_SEGMENTS`)
-that has ``min_segment_users`` validation users, so users with a handful of interactions lean
+segment (0, 1, 2-5, 6-20, >20 interactions, :data:`ONE_CLICK_SEGMENTS`; with ``one_click``
+off, :data:`~metarec.data.splits.HISTORY_SEGMENTS`' 0, 1-5, 6-20, >20) that has ``min_segment_users`` validation users, so users with a handful of interactions lean
 on the members that serve them best; the others use the weights fit on all validation users.
 With ``new_apart`` (default), new users (never trained on: a cold start, whose history is
 given at query time) get weights of their own per segment, fit on the validation split's new
