@@ -12,11 +12,19 @@ from metarec.models import make_scorer
 
 def _reference(scorer, queries):
     """Each of the five signals standardised per user (what the weights are fit on), summed
-    with the warm items' weights on items with training pairs and the cold ones' elsewhere."""
+    with the cold items' weights on items without training pairs and, on items with them, the
+    warm weights moved towards the ``warm-after-new`` row by the share of the user's history
+    that has no training pairs; one user at a time."""
     comp = scorer.components_
     signals = scorer._signals(queries.history, comp)  # (5, n, I)
-    w = np.where(comp.seen[None, :], scorer.weights_[0][:, None], scorer.weights_[1][:, None])
-    out = np.einsum("knI,kI->nI", signals, w)
+    w0, w1, w2 = scorer.weights_
+    out = np.empty(signals.shape[1:], dtype=np.float64)
+    for u in range(signals.shape[1]):
+        hist = queries.history[u].indices
+        share = (~comp.seen[hist]).mean() if len(hist) else 0.0
+        warm = w0 + share * (w2 - w0)
+        w = np.where(comp.seen[None, :], warm[:, None], w1[:, None])
+        out[u] = np.einsum("kI,kI->I", signals[:, u], w)
     out[:, ~(scorer.has_content_ | comp.seen)] = np.nan
     return out
 
@@ -92,3 +100,56 @@ def test_a_new_item_in_the_history_stands_for_its_warm_content_neighbours(fitted
     like = dict(scorer._other_signals(Queries.from_histories([-1], [[warm]], scorer.n_items_).history.astype(np.float32), comp))[0]
     assert np.corrcoef(collab[0, comp.seen_idx], like[0, comp.seen_idx])[0, 1] > 0.8
     assert scorer.score(q) == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
+
+
+def test_a_history_of_new_items_takes_the_third_weight_row(fitted):
+    """Items with training pairs are weighed by the ``warm-after-new`` row for a history of
+    items without any, by the warm row for a history with training pairs, and in proportion
+    for a history of both; items without training pairs keep the cold row."""
+    data, scorer = fitted
+    scorer = copy.deepcopy(scorer)
+    w0, w1, _ = scorer.weights_
+    scorer.weights_ = np.stack([w0, w1, w0 * np.array([0.5, 1, 1, 1, 3], np.float32)])
+    warm = int(scorer.components_.seen_idx[5])
+    (new,) = scorer.add_items(scorer.item_vectors_[[warm]] + 1e-3, ["a near copy of a warm item"])
+    comp = scorer.components_
+    q = Queries.from_histories([-1, -1, -1], [[new], [new, warm], [warm]], scorer.n_items_)
+    got = scorer.score(q)
+    signals = scorer._signals(q.history, comp)
+    for u, warm_w in enumerate([scorer.weights_[2], (scorer.weights_[0] + scorer.weights_[2]) / 2, w0]):
+        w = np.where(comp.seen[None, :], warm_w[:, None], w1[:, None])
+        expected = np.einsum("kI,kI->I", signals[:, u], w)
+        expected[~(scorer.has_content_ | comp.seen)] = np.nan
+        assert got[u] == pytest.approx(expected, abs=2e-4, nan_ok=True)
+    assert got == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
+    # The warm row alone would score the new item's follower otherwise.
+    only_warm = np.where(comp.seen, np.einsum("kI,k->I", signals[:, 0], w0), got[0])
+    assert not np.allclose(got[0][comp.seen], only_warm[comp.seen], atol=1e-2)
+
+
+def test_a_model_saved_with_two_weight_rows_scores_as_it_did(fitted):
+    """Models saved before the third row: a new-item history takes the warm row, as then."""
+    data, scorer = fitted
+    scorer = copy.deepcopy(scorer)
+    state = scorer.get_state()
+    state["weights"] = state["weights"][:2] * np.float32(1.5)  # distinct from the fitted rows
+    scorer.set_state(state)
+    assert scorer.weights_.shape == (3, 5) and np.array_equal(scorer.weights_[2], scorer.weights_[0])
+    new = int(np.flatnonzero(~scorer.components_.seen & scorer.has_content_)[0])
+    q = Queries.from_histories([-1], [[new]], scorer.n_items_)
+    assert scorer.score(q) == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
+
+
+def test_the_third_row_is_fit_on_held_out_pairs_and_leaves_the_first_two(monkeypatch):
+    """Fitting the ``warm-after-new`` row does not move the other two (a history of items with
+    training pairs scores exactly as before it existed); with too few validation users it is
+    the warm row."""
+    import metarec.models.content.hybrid as hybrid
+
+    data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
+    fitted = make_scorer("hybrid", encoder="hashing-64").fit(data)
+    assert not np.allclose(fitted.weights_[2], fitted.weights_[0], atol=1e-3)
+    monkeypatch.setattr(hybrid, "MIN_NEW_HISTORY_USERS", 10**9)
+    without = make_scorer("hybrid", encoder="hashing-64").fit(data)
+    assert np.array_equal(without.weights_[:2], fitted.weights_[:2])
+    assert np.array_equal(without.weights_[2], without.weights_[0])

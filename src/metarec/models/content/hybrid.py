@@ -23,7 +23,11 @@ Each signal is standardised per user (on the statistics of the warm items) and t
 combined with weights learned by the project's training loop (softmax over held-out items)
 on a validation split carved from the training data: one weight vector for items with
 training interactions, one for items without, fit on held-out pairs and held-out items
-respectively. The components are then refit on all training data.
+respectively, and a third for items with training interactions when the history is an item
+without any (a new item, clicked first), fit on validation users given one of their held-out
+items as their whole history and asked for their held-out pairs. A history part new and part
+warm takes the first and third in proportion. The components are then refit on all training
+data.
 """
 
 from __future__ import annotations
@@ -46,6 +50,14 @@ from metarec.models.content.base import ContentScorer, carve_validation, content
 log = logging.getLogger(__name__)
 
 SIGNALS = ("collaborative", "semantic", "bilinear", "lexical", "popularity")
+
+#: The rows of ``HybridScorer.weights_``: items with training pairs, items without, and items
+#: with training pairs for a history of items without (mixed with the first by their share).
+WEIGHT_ROWS = ("warm", "cold", "warm-after-new")
+
+#: Fewer validation users than this with a held-out item and held-out pairs: the third row is
+#: the first (too few to fit five weights on).
+MIN_NEW_HISTORY_USERS = 10
 
 
 @dataclass
@@ -184,7 +196,7 @@ class HybridScorer(ContentScorer):
         yield 3, _standardise(self._lexical_scores(h), ww)
         yield 4, _standardise(comp.popularity[None, :].astype(np.float32), ww)
 
-    def _content_score(self, h: sp.csr_matrix, comp: _Components) -> np.ndarray:
+    def _content_score(self, h: sp.csr_matrix, comp: _Components, user_w: np.ndarray | None = None) -> np.ndarray:
         """The weighted sum of the standardised semantic and bilinear signals, ``(n, I)``, in
         one pass over the item vectors.
 
@@ -193,6 +205,7 @@ class HybridScorer(ContentScorer):
         second moment (``C x C``), and the weighted sum of the two standardised signals is
         ``v_i . a - b`` for one vector ``a`` per user and item kind. Reading the item
         vectors (15 MB for 10k items at 384 dimensions) was half of a served request.
+        ``user_w``: per-user weights for items with training pairs (:meth:`_user_weights`).
         """
         mean, second, vectors_t, cold, cold_t = self._warm_moments(comp)
         p = np.asarray(h @ self.item_vectors_, dtype=np.float64)  # (n, C)
@@ -209,8 +222,12 @@ class HybridScorer(ContentScorer):
         for kind, vectors, cols in ((0, vectors_t, slice(None)), (1, cold_t, cold)):
             if kind == 1 and not len(cold):
                 continue
-            a = (w[kind, 1] * ps + w[kind, 2] * qs).astype(np.float32)
-            b = (w[kind, 1] * ms + w[kind, 2] * mq).astype(np.float32)
+            if kind == 0 and user_w is not None:
+                a = (user_w[:, 1:2] * ps + user_w[:, 2:3] * qs).astype(np.float32)
+                b = (user_w[:, 1] * ms + user_w[:, 2] * mq).astype(np.float32)
+            else:
+                a = (w[kind, 1] * ps + w[kind, 2] * qs).astype(np.float32)
+                b = (w[kind, 1] * ms + w[kind, 2] * mq).astype(np.float32)
             out[:, cols] = a @ vectors - b[:, None]  # warm weights for every item first, then the cold ones
         return out
 
@@ -229,6 +246,22 @@ class HybridScorer(ContentScorer):
                       np.ascontiguousarray(v[cold].T))  # fmt: skip
             comp.moments = cached
         return cached[2:]
+
+    def _user_weights(self, h: sp.csr_matrix, comp: _Components) -> np.ndarray | None:
+        """Per-user weights ``(n, 5)`` for items with training pairs: the warm row moved
+        towards the ``warm-after-new`` row by the share of the user's history that has no
+        training pairs (items posted since). ``None`` when no history holds such an item:
+        every user takes the warm row."""
+        w = self.weights_
+        if len(w) < 3 or not h.nnz:
+            return None
+        new = ~comp.seen[h.indices]
+        if not new.any():
+            return None
+        n = h.shape[0]
+        lengths = np.diff(h.indptr)
+        share = np.bincount(np.repeat(np.arange(n), lengths), weights=new, minlength=n) / np.maximum(lengths, 1)
+        return (w[0][None, :] + share[:, None] * (w[2] - w[0])[None, :]).astype(np.float32)
 
     @staticmethod
     def _warm_weights(comp: _Components) -> np.ndarray:
@@ -275,23 +308,21 @@ class HybridScorer(ContentScorer):
             self.lexical_similarity_ = top_k_similarity(self.item_lexical_, self.config.lexical_neighbours)
         rng = np.random.default_rng(c.seed)
         train_w, val_warm, val_cold = carve_validation(weighted, c.validation_share, rng)
-        self.weights_ = np.ones((2, len(SIGNALS)), dtype=np.float32)
+        self.weights_ = np.ones((len(WEIGHT_ROWS), len(SIGNALS)), dtype=np.float32)
         if val_warm.nnz or val_cold.nnz:
             train_m = _binary(train_w)
             comp = _Components(self.item_vectors_, train_m, train_w, c)
             self.weights_ = self._fit_weights(comp, train_m, _binary(val_warm), _binary(val_cold), rng)
         self.components_ = _Components(self.item_vectors_, matrix, weighted, c)
-        log.info("hybrid weights %s: warm %s, cold %s", SIGNALS, self.weights_[0].round(3), self.weights_[1].round(3))
+        log.info("hybrid weights %s: %s", SIGNALS,
+                 ", ".join(f"{r} {w.round(3)}" for r, w in zip(WEIGHT_ROWS, self.weights_)))  # fmt: skip
 
     def _fit_weights(
         self, comp: _Components, train_m: sp.csr_matrix, val_warm: sp.csr_matrix, val_cold: sp.csr_matrix,
         rng: np.random.Generator,
     ) -> np.ndarray:  # fmt: skip
-        """Softmax regression of held-out items on the signals, one weight row per item kind."""
-        import torch
-
-        from metarec.training import TrainConfig, train
-
+        """Softmax regression of held-out items on the signals, one weight row per
+        :data:`WEIGHT_ROWS` entry, ``(3, 5)``."""
         parts = []
         for kind, val, cand in (
             (0, val_warm, comp.seen_idx),
@@ -300,22 +331,59 @@ class HybridScorer(ContentScorer):
             users = np.flatnonzero(val[:, cand].getnnz(axis=1) > 0)
             if len(users) == 0 or len(cand) < 2:
                 continue
-            if len(cand) > 5000:  # a sample of candidates keeps big catalogues cheap
-                cand = np.union1d(val[users].indices, rng.choice(cand, 5000, replace=False))
+            cand = self._candidates(cand, val[users], rng)
             hist = train_m[users]
-            sig = self._signals(hist, comp)[:, :, cand]  # (4, U, C)
-            target = val[users][:, cand].toarray().astype(np.float32)
-            mask = hist[:, cand].toarray() > 0  # seen items are never recommended
-            parts.append((kind, torch.from_numpy(sig), torch.from_numpy(target), torch.from_numpy(mask)))
+            parts.append((kind, self._part(hist, val[users], cand, comp)))
+        weights = self._softmax_weights(parts, 2)
+        # Third row, fit on its own after the first two (which it leaves as they were): a
+        # validation user with a held-out item and held-out pairs gets one of those items,
+        # drawn at random, as their whole history (a new item, clicked first); their
+        # held-out pairs are the targets. Their training pairs are in EASE's matrix but are
+        # never targets.
+        users = np.flatnonzero((val_warm[:, comp.seen_idx].getnnz(axis=1) > 0) & (val_cold.getnnz(axis=1) > 0))
+        if len(users) < MIN_NEW_HISTORY_USERS:
+            log.info("hybrid: %d validation users with a new item and held-out pairs; the new-item "
+                     "history takes the warm weights", len(users))  # fmt: skip
+            return np.concatenate([weights, weights[:1]])
+        starts, counts = val_cold.indptr[users], np.diff(val_cold.indptr)[users]
+        first = val_cold.indices[starts + (rng.random(len(users)) * counts).astype(np.int64)]
+        hist = sp.csr_matrix((np.ones(len(users), np.float32), (np.arange(len(users)), first)), shape=(len(users), train_m.shape[1]))
+        cand = self._candidates(comp.seen_idx, val_warm[users], rng)
+        third = self._softmax_weights([(0, self._part(hist, val_warm[users], cand, comp))], 1)
+        return np.concatenate([weights, third])
+
+    @staticmethod
+    def _candidates(cand: np.ndarray, val: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
+        """``cand``, or in big catalogues the held-out items with a sample of 5,000 others."""
+        if len(cand) > 5000:
+            cand = np.union1d(val.indices, rng.choice(cand, 5000, replace=False))
+        return cand
+
+    def _part(self, hist: sp.csr_matrix, val: sp.csr_matrix, cand: np.ndarray, comp: _Components):
+        """One softmax regression's tensors: the signals ``(5, U, C)`` of histories ``hist``
+        on candidates ``cand``, the held-out targets ``(U, C)`` and the mask of seen items."""
+        import torch
+
+        sig = self._signals(hist, comp)[:, :, cand]
+        target = val[:, cand].toarray().astype(np.float32)
+        mask = hist[:, cand].toarray() > 0  # seen items are never recommended
+        return torch.from_numpy(sig), torch.from_numpy(target), torch.from_numpy(mask)
+
+    def _softmax_weights(self, parts: list, rows: int) -> np.ndarray:
+        """``(rows, 5)`` weights maximising the held-out items' softmax likelihood; each of
+        ``parts`` is ``(row, (signals, targets, seen mask))``. Ones where there is nothing to fit."""
+        import torch
+
+        from metarec.training import TrainConfig, train
 
         class Weights(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.w = torch.nn.Parameter(torch.ones(2, len(SIGNALS)))
+                self.w = torch.nn.Parameter(torch.ones(rows, len(SIGNALS)))
 
             def loss(self, batch):
                 total = 0.0
-                for kind, sig, target, mask in parts:
+                for kind, (sig, target, mask) in parts:
                     logits = torch.einsum("kuc,k->uc", sig, self.w[kind]).masked_fill(mask, -1e9)
                     logp = torch.log_softmax(logits, dim=1)
                     total = total + (-(target * logp).sum(1) / target.sum(1).clamp(min=1)).mean()
@@ -331,10 +399,14 @@ class HybridScorer(ContentScorer):
     def _score(self, queries: Queries) -> np.ndarray:
         comp = self.components_
         h = queries.history.astype(np.float32)
-        s = self._content_score(h, comp)
+        user_w = self._user_weights(h, comp)
+        s = self._content_score(h, comp, user_w)
         w = self.weights_
         for k, x in self._other_signals(h, comp):
-            s += np.where(comp.seen, w[0, k], w[1, k]).astype(np.float32) * x
+            if user_w is None:
+                s += np.where(comp.seen, w[0, k], w[1, k]).astype(np.float32) * x
+            else:
+                s += np.where(comp.seen[None, :], user_w[:, k : k + 1], w[1, k]).astype(np.float32) * x
         s[:, ~(self.has_content_ | comp.seen)] = np.nan
         return s
 
@@ -392,6 +464,8 @@ class HybridScorer(ContentScorer):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         super().set_state(state)
         self.weights_ = state["weights"]
+        if len(self.weights_) < len(WEIGHT_ROWS):  # saved before a history of new items had its own row
+            self.weights_ = np.concatenate([self.weights_, self.weights_[:1]])
         comp = _Components.__new__(_Components)
         comp.ease = state["ease"]
         comp.bilinear = state["bilinear"]
