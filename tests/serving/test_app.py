@@ -409,3 +409,29 @@ def test_a_misspelt_session_or_item_field_is_422(client):
     r = client.put("/items/new1", json={"text": "a new thing", "attributes": {}, "category": "x"}, headers=KEY)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "category"]
     assert client.get("/items/new1").status_code == 404
+
+
+def test_ids_holding_a_slash_are_reached_by_path(client):
+    """An id is an opaque string: a URL as an item id, ``team/ann`` as a user. Before, such a
+    user could post events (the id is in the body) but their recommendations and events were
+    a 404, and such an item could not be put, read or deleted."""
+    from urllib.parse import quote
+
+    item, user = "https://shop.example/p/42", "team/ann"
+    enc_item, enc_user = quote(item, safe=""), quote(user, safe="")
+    r = client.put(f"/items/{enc_item}", json={"text": "a wooden toy train for children"}, headers=KEY)
+    assert r.status_code == 200 and r.json() == {"id": item, "created": True}
+    assert client.get(f"/items/{enc_item}").json()["id"] == item
+    assert item not in ids(client.get(f"/items/{enc_item}/similar?n=5"))  # the similar items of it
+    r = client.post("/events", json={"events": [{"user_id": user, "item_id": item}]}, headers=KEY)
+    assert r.json()["accepted"] == 1
+    (event,) = client.get(f"/users/{enc_user}/events").json()["events"]
+    assert (event["user_id"], event["item_id"]) == (user, item)
+    for path in (f"/users/{enc_user}/recommendations?n=5", f"/users/{user}/recommendations?n=5"):
+        got = ids(client.get(path))
+        assert len(got) == 5 and item not in got  # seen, so excluded
+    assert client.put(f"/users/{enc_user}", json={"attributes": {"age": 30}}, headers=KEY).json()["id"] == user
+    assert client.delete(f"/items/{enc_item}", headers=KEY).json() == {"id": item, "deleted": True}
+    assert client.get(f"/items/{enc_item}").status_code == 404
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/items/{item_id}", "/items/{item_id}/similar", "/users/{user_id}/recommendations"} <= set(paths)

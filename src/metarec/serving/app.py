@@ -167,7 +167,8 @@ class Measure:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            name = getattr(scope.get("route"), "path", "unmatched")
+            # The route as the OpenAPI schema names it (``{user_id}``, not ``{user_id:path}``).
+            name = getattr(scope.get("route"), "path_format", "unmatched")
             self.metrics.requests.labels(name, str(status)).inc()
             self.metrics.latency.labels(name).observe(time.perf_counter() - t)
 
@@ -366,14 +367,25 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     # ------------------------------------------------------------------- items
-    @app.put("/items/{item_id}", dependencies=[Key], status_code=200)
+    # Ids are opaque strings and may hold "/" (a URL as an item id): the path converter
+    # takes them whole (sent as %2F or as is). Before, such an id could be posted in an
+    # event body but never reached by path (404). The routes with a suffix come first, so
+    # /items/x/similar is the similar items of x.
+    @app.put("/items/{item_id:path}", dependencies=[Key], status_code=200)
     def put_item(item_id: ID, body: ItemIn, state: Online) -> dict[str, Any]:
         """Create or update an item; it is encoded and recommendable when this returns."""
         created = state.put_item(item_id, body.text, body.attributes)
         app.state.metrics.items.set(len(state.item_index))
         return {"id": item_id, "created": created}
 
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id:path}/similar", response_model=ItemsOut)
+    async def similar(item_id: ID, state: Online, n: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
+        state.catch_up()
+        if state.item(item_id) is None:
+            raise HTTPException(404, f"unknown item {item_id!r}")
+        return _items(state.similar(item_id, n))
+
+    @app.get("/items/{item_id:path}")
     def get_item(item_id: ID, state: Online) -> dict[str, Any]:
         state.catch_up()
         item = state.item(item_id)
@@ -381,33 +393,26 @@ def create_app(
             raise HTTPException(404, f"unknown item {item_id!r}")
         return item
 
-    @app.delete("/items/{item_id}", dependencies=[Key])
+    @app.delete("/items/{item_id:path}", dependencies=[Key])
     def delete_item(item_id: ID, state: Online) -> dict[str, Any]:
         """The item is never recommended again."""
         if not state.delete_item(item_id):
             raise HTTPException(404, f"unknown item {item_id!r}")
         return {"id": item_id, "deleted": True}
 
-    @app.get("/items/{item_id}/similar", response_model=ItemsOut)
-    async def similar(item_id: ID, state: Online, n: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
-        state.catch_up()
-        if state.item(item_id) is None:
-            raise HTTPException(404, f"unknown item {item_id!r}")
-        return _items(state.similar(item_id, n))
-
     # ------------------------------------------------------------------- users
-    @app.put("/users/{user_id}", dependencies=[Key])
+    @app.put("/users/{user_id:path}", dependencies=[Key])
     def put_user(user_id: ID, body: UserIn, state: Online) -> dict[str, Any]:
         created = state.put_user(user_id, body.attributes)
         return {"id": user_id, "created": created}
 
-    @app.get("/users/{user_id}/events")
+    @app.get("/users/{user_id:path}/events")
     def user_events(user_id: ID, state: Online, n: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
         return {"events": [e.to_dict() for e in state.store.user_events(user_id, n)]}
 
     # Reads are short CPU work: run them on the event loop, one at a time, instead of
     # letting many threads fight over the GIL (which made the tail 5-10x worse).
-    @app.get("/users/{user_id}/recommendations", response_model=ItemsOut)
+    @app.get("/users/{user_id:path}/recommendations", response_model=ItemsOut)
     async def recommendations(
         user_id: ID,
         state: Online,
