@@ -95,3 +95,15 @@ def test_build_dataset_keeps_catalogue_items_without_events():
     assert data.item_ids.tolist() == ["1", "2", "10"]  # natural order, table-only ids kept
     assert data.item_text() == ["A", "B", "C"]
     assert data.matrix().toarray().tolist() == [[0.0, 1.0, 0.0]]
+
+
+def test_a_timestamp_in_milliseconds_names_file_row_and_column():
+    """Unix seconds after the year 9999 are milliseconds, most often: refused with the row,
+    not read as events tens of thousands of years ahead of every event in seconds."""
+    df = raw(user=["a", "b", "c"], item=["x", "y", "z"], timestamp=["1733390000", "1733390000123", "2024-12-05"])
+    df.attrs["columns"] = {"timestamp": "ts"}
+    with pytest.raises(DataError, match=r"f\.csv: row 3, column timestamp \('ts'\): 1733390000123 is after the "
+                                        r"year 9999 as unix seconds; .*milliseconds\? divide by 1000\) \(1 such rows\)"):
+        clean_interactions(df, source="f.csv")
+    ok = raw(user=["a", "b"], item=["x", "y"], timestamp=["253402300799", "-86400"])  # the last second of 9999; 1969
+    assert clean_interactions(ok, source="f.csv")[0]["timestamp"].tolist() == [253402300799.0, -86400.0]

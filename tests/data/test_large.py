@@ -64,6 +64,12 @@ def test_errors_name_the_file_line_and_column(tmp_path):
     assert not (tmp_path / "o.parquet").exists()
     with pytest.raises(DataError, match="missing column item"):
         clean_large(src, tmp_path / "o.parquet", "user=user,item=product")
+    ms = tmp_path / "ms.csv"
+    ms.write_text("user,item,ts\nu1,i1,1733390000\nu2,i2,1733390000123\nu3,i3,1733390000456\n")
+    with pytest.raises(DataError, match=r"ms.csv: row 3, column timestamp \('ts'\): 1733390000123 is after the "
+                                        r"year 9999 as unix seconds; .*\(2 such rows\)"):
+        clean_large(ms, tmp_path / "o.parquet", "user=user,item=item,timestamp=ts")
+    assert not (tmp_path / "o.parquet").exists()
     empty = tmp_path / "empty.csv"
     empty.write_text("user,item\n")
     with pytest.raises(DataError, match="no rows"):

@@ -435,3 +435,17 @@ def test_ids_holding_a_slash_are_reached_by_path(client):
     assert client.get(f"/items/{enc_item}").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/items/{item_id}", "/items/{item_id}/similar", "/users/{user_id}/recommendations"} <= set(paths)
+
+
+def test_a_timestamp_in_milliseconds_is_422_naming_it_and_nothing_is_stored(client):
+    """``Date.now()`` gives milliseconds; read as seconds the event would sit tens of thousands
+    of years ahead of every other. Refused as the readers refuse it."""
+    events = [{"user_id": "ms", "item_id": "i00001", "timestamp": 1733390000},
+              {"user_id": "ms", "item_id": "i00002", "timestamp": 1733390000123}]  # fmt: skip
+    r = client.post("/events", json={"events": events}, headers=KEY)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "events", 1, "timestamp"] and "milliseconds?" in err["msg"]
+    assert client.get("/users/ms/events").json()["events"] == []
+    events[1]["timestamp"] = 253402300799  # the last second of the year 9999 is still seconds
+    assert client.post("/events", json={"events": events}, headers=KEY).json()["accepted"] == 2

@@ -179,28 +179,49 @@ def test_retraining_data_keeps_the_training_events_types_values_and_times(tmp_pa
     assert set(old.event_types) == {"train", "rating"} and len(old.interactions) == 7
 
 
-def test_retraining_keeps_the_value_range_and_drops_a_stored_event_outside_it(tmp_path, caplog):
-    """An event stored before the service refused values outside the training data's range
-    is dropped and reported when retraining reads the store, and the new data keeps the range."""
+def _retraining_data(tmp_path, data, events):
+    """What retraining reads: a popularity model of ``data`` and a store holding ``events``."""
     from metarec.serving.retrain import dataset_from_store
-    from metarec.serving.store import Event, open_store
+    from metarec.serving.store import open_store
 
-    raw = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "value": [5.0, 1.0, 2.0, 4.0]})
-    data = build_dataset(raw, source="r.csv", value_range=(1, 5))
-    assert data.value_range == (1.0, 5.0)
     path = tmp_path / "m"
     save_model(make_scorer("pop").fit(data), data, path)
     url = f"sqlite:///{tmp_path / 'events.db'}"
     store = open_store(url)
-    store.add_events([Event("e1", "c", "y", "rating", 9.0, 20.0), Event("e2", "c", "z", "rating", 3.0, 21.0)])
+    store.add_events(events)
     store.close()
+    return dataset_from_store(url, path)
+
+
+def test_retraining_keeps_the_value_range_and_drops_a_stored_event_outside_it(tmp_path, caplog):
+    """An event stored before the service refused values outside the training data's range
+    is dropped and reported when retraining reads the store, and the new data keeps the range."""
+    from metarec.serving.store import Event
+
+    raw = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "value": [5.0, 1.0, 2.0, 4.0]})
+    data = build_dataset(raw, source="r.csv", value_range=(1, 5))
+    assert data.value_range == (1.0, 5.0)
+    stored = [Event("e1", "c", "y", "rating", 9.0, 20.0), Event("e2", "c", "z", "rating", 3.0, 21.0)]
     with caplog.at_level("WARNING"):
-        again = dataset_from_store(url, path)
+        again = _retraining_data(tmp_path, data, stored)
     assert again.value_range == (1.0, 5.0) and len(again.interactions) == 5
     assert float(again.interactions["value"].max()) == 5.0
     assert "value out of range" in caplog.text
     free = build_dataset(raw.assign(value=[5.0, 1.0, 2.0, 40.0]), source="r.csv")
     assert free.value_range is None and float(free.interactions["value"].max()) == 40.0
+
+
+def test_retraining_leaves_out_a_stored_event_in_milliseconds_and_names_it(tmp_path, caplog):
+    """An event stored with a timestamp in milliseconds (before the service refused them) is
+    left out of the retraining data with a warning naming its id; the others stay."""
+    from metarec.serving.store import Event
+
+    data = build_dataset(pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "timestamp": [100.0, 200.0]}), source="r.csv")
+    stored = [Event("ms-1", "c", "x", "view", 1.0, 1733390000123.0), Event("s-1", "c", "y", "view", 1.0, 300.0)]
+    with caplog.at_level("WARNING"):
+        again = _retraining_data(tmp_path, data, stored)
+    assert sorted(again.interactions["timestamp"].tolist()) == [100.0, 200.0, 300.0]
+    assert "1 events stored with a timestamp after the year 9999 (milliseconds?) left out: ms-1" in caplog.text
 
 
 def test_retraining_data_keeps_the_users_attributes_and_takes_the_stores(tmp_path):

@@ -103,6 +103,28 @@ def parse_values(frame: pd.DataFrame, source: str) -> pd.Series:
     return values.astype("float64")
 
 
+#: The last second of the year 9999. A timestamp above it is not unix seconds: most often it
+#: is milliseconds (JavaScript's ``Date.now()``, many public logs), which read as seconds put
+#: an event tens of thousands of years ahead and after every event in seconds (a retrained
+#: model's live events, ``leave-last``). Refused, not dropped, as a non-number is: a wrong unit.
+MAX_TIMESTAMP = 253_402_300_799.0
+
+
+def timestamp_too_late(value: float) -> str:
+    """The message for a timestamp above :data:`MAX_TIMESTAMP` (the caller names the place)."""
+    return (f"{value:.17g} is after the year 9999 as unix seconds; timestamps are seconds (milliseconds? "
+            "divide by 1000)")
+
+
+def check_timestamps(ts: pd.Series, frame: pd.DataFrame, source: str) -> None:
+    """A DataError naming the first row whose timestamp is after :data:`MAX_TIMESTAMP`."""
+    late = (ts > MAX_TIMESTAMP).to_numpy()
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise DataError(f"{source}: row {int(frame['_row'].iloc[i])}, column {_column_label(frame, 'timestamp')}: "
+                        f"{timestamp_too_late(float(ts.iloc[i]))} ({int(late.sum())} such rows)")  # fmt: skip
+
+
 def parse_timestamps(raw: pd.Series) -> pd.Series:
     """Seconds since the epoch as float64; NaN where a cell is missing or unparseable.
 
@@ -176,7 +198,8 @@ def clean_interactions(
         ``event``, float ``value`` (1.0 if absent) and float ``timestamp`` (NaN if absent).
 
     Raises:
-        DataError: empty input, a missing id column, or a non-numeric value.
+        DataError: empty input, a missing id column, a non-numeric value, or a timestamp after
+            the year 9999 (:data:`MAX_TIMESTAMP`: milliseconds read as seconds).
     """
     report = CleaningReport(source=source, rows_in=len(raw))
     if len(raw) == 0:
@@ -198,6 +221,8 @@ def clean_interactions(
         out["value"] = out["value"].fillna(1.0)
     has_time = "timestamp" in raw.columns
     out["timestamp"] = parse_timestamps(raw["timestamp"]) if has_time else np.nan
+    if has_time:
+        check_timestamps(out["timestamp"], raw, source)
 
     def drop(mask: pd.Series | np.ndarray, reason: str) -> None:
         nonlocal out

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metarec.data.cleaning import DROP_REASONS, CleaningReport
+from metarec.data.cleaning import DROP_REASONS, MAX_TIMESTAMP, CleaningReport, timestamp_too_late
 from metarec.data.readers import CANONICAL, parse_mapping, warn_unread
 from metarec.errors import ConfigError, DataError
 
@@ -126,6 +126,12 @@ def _clean(
     if bad:
         raise DataError(f"{source}: row {bad[0]}, column value ({mapping['value']!r}): {bad[1]!r} is not a number "
                         f"({bad[2]} such rows)")  # fmt: skip
+    late = con.execute(
+        f'SELECT _row, "timestamp", count(*) OVER () FROM typed WHERE "timestamp" > {MAX_TIMESTAMP!r} ORDER BY _row LIMIT 1'
+    ).fetchone()
+    if late:
+        raise DataError(f"{source}: row {late[0]}, column timestamp ({mapping['timestamp']!r}): "
+                        f"{timestamp_too_late(late[1])} ({late[2]} such rows)")  # fmt: skip
     # Each row's first failing rule, in clean_interactions' order; duplicates (the same user,
     # item, event and time as an earlier kept row) after the per-row rules.
     rules = ['WHEN "user" IS NULL OR item IS NULL THEN \'missing id\'']

@@ -26,9 +26,10 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metarec import __version__
+from metarec.data.cleaning import MAX_TIMESTAMP, timestamp_too_late
 from metarec.errors import MetarecError
 from metarec.models.io import load_model
 from metarec.serving.online import OnlineRecommender
@@ -63,6 +64,13 @@ class EventIn(Body):
     type: Annotated[str, Field(min_length=1, max_length=64)] = "view"
     value: float = Field(1.0, allow_inf_nan=False)
     timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, description="Unix seconds; default: now")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _seconds(cls, v: float | None) -> float | None:
+        if v is not None and v > MAX_TIMESTAMP:  # milliseconds, most often: refused as the readers refuse them
+            raise ValueError(timestamp_too_late(v))
+        return v
 
 
 class EventsIn(Body):

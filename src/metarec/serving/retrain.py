@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec.data.cleaning import MAX_TIMESTAMP
 from metarec.data.dataset import Dataset, build_dataset
 from metarec.errors import ConfigError, DataError, MetarecError
 from metarec.models.io import TrainedModel, check_model_out, load_model, save_model, training_events
@@ -55,7 +56,8 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     the attributes the model was trained with; a user the store has events of and no
     attributes for joins with none. The model's declared value range
     (``TrainedModel.value_range``) carries over: an event outside it, stored before the
-    service refused such events, is dropped and reported, as reading the data would.
+    service refused such events, is dropped and reported, as reading the data would. So is an
+    event stored with a timestamp after the year 9999 (milliseconds), named by its id.
     """
     if not isinstance(model, TrainedModel):
         model = load_model(model)
@@ -83,6 +85,12 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
         log.info("%s: %d events of deleted items left out", store_url, int(gone.sum()))
         raw = raw.loc[~gone].reset_index(drop=True)
     raw["timestamp"] = raw["timestamp"].fillna(0.0) if "timestamp" in raw else 0.0
+    if "event_id" in raw:  # stored before the service refused milliseconds: left out, as reading would refuse them
+        late = (raw["event_id"].notna() & (raw["timestamp"] > MAX_TIMESTAMP)).to_numpy()
+        if late.any():
+            log.warning("%s: %d events stored with a timestamp after the year 9999 (milliseconds?) left out: %s",
+                        store_url, int(late.sum()), ", ".join(raw.loc[late, "event_id"].astype(str)[:5]))  # fmt: skip
+            raw = raw.loc[~late].reset_index(drop=True)
     raw = raw[["user", "item", "event", "value", "timestamp"]].assign(_row=np.arange(1, len(raw) + 1))
     text_fields = list(model.config.get("text_fields") or [])
     items = _items(model, latest, text_fields, store_url)
