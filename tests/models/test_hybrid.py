@@ -14,7 +14,8 @@ def _reference(scorer, queries):
     """Each of the five signals standardised per user (what the weights are fit on), summed
     with the cold items' weights on items without training pairs and, on items with them, the
     warm weights moved towards the ``warm-after-new`` row by the share of the user's history
-    that has no training pairs; one user at a time."""
+    that has no training pairs, and for a user the model was not trained on by at least one
+    over the history's length; one user at a time."""
     comp = scorer.components_
     signals = scorer._signals(queries.history, comp)  # (5, n, I)
     w0, w1, w2 = scorer.weights_
@@ -22,6 +23,9 @@ def _reference(scorer, queries):
     for u in range(signals.shape[1]):
         hist = queries.history[u].indices
         share = (~comp.seen[hist]).mean() if len(hist) else 0.0
+        user = queries.users[u]
+        if len(hist) and (user < 0 or user >= len(scorer.known_users_) or not scorer.known_users_[user]):
+            share = max(share, 1 / len(hist))
         warm = w0 + share * (w2 - w0)
         w = np.where(comp.seen[None, :], warm[:, None], w1[:, None])
         out[u] = np.einsum("kI,kI->I", signals[:, u], w)
@@ -104,27 +108,35 @@ def test_a_new_item_in_the_history_stands_for_its_warm_content_neighbours(fitted
 
 def test_a_history_of_new_items_takes_the_third_weight_row(fitted):
     """Items with training pairs are weighed by the ``warm-after-new`` row for a history of
-    items without any, by the warm row for a history with training pairs, and in proportion
-    for a history of both; items without training pairs keep the cold row."""
+    items without any, by the warm row for a known user's history with training pairs, and
+    in proportion for a history of both; a user the model was not trained on moves towards
+    the third row by at least one over the history's length (one item: all the way); items
+    without training pairs keep the cold row."""
     data, scorer = fitted
     scorer = copy.deepcopy(scorer)
     w0, w1, _ = scorer.weights_
-    scorer.weights_ = np.stack([w0, w1, w0 * np.array([0.5, 1, 1, 1, 3], np.float32)])
-    warm = int(scorer.components_.seen_idx[5])
-    (new,) = scorer.add_items(scorer.item_vectors_[[warm]] + 1e-3, ["a near copy of a warm item"])
+    w2 = w0 * np.array([0.5, 1, 1, 1, 3], np.float32)
+    scorer.weights_ = np.stack([w0, w1, w2])
+    warm = [int(i) for i in scorer.components_.seen_idx[5:9]]
+    (new,) = scorer.add_items(scorer.item_vectors_[[warm[0]]] + 1e-3, ["a near copy of a warm item"])
     comp = scorer.components_
-    q = Queries.from_histories([-1, -1, -1], [[new], [new, warm], [warm]], scorer.n_items_)
+    known = int(np.flatnonzero(scorer.known_users_)[0])
+    users = [known, known, known, -1, -1, -1, scorer.n_users_ + 3]
+    histories = [[new], [new, warm[0]], [warm[0]], [warm[0]], warm, [new, *warm], warm[:2]]
+    expected_w = [w2, (w0 + w2) / 2, w0, w2, w0 + (w2 - w0) / 4, w0 + (w2 - w0) / 5, (w0 + w2) / 2]
+    q = Queries.from_histories(users, histories, scorer.n_items_)
     got = scorer.score(q)
     signals = scorer._signals(q.history, comp)
-    for u, warm_w in enumerate([scorer.weights_[2], (scorer.weights_[0] + scorer.weights_[2]) / 2, w0]):
+    for u, warm_w in enumerate(expected_w):
         w = np.where(comp.seen[None, :], warm_w[:, None], w1[:, None])
         expected = np.einsum("kI,kI->I", signals[:, u], w)
         expected[~(scorer.has_content_ | comp.seen)] = np.nan
         assert got[u] == pytest.approx(expected, abs=2e-4, nan_ok=True)
     assert got == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
-    # The warm row alone would score the new item's follower otherwise.
-    only_warm = np.where(comp.seen, np.einsum("kI,k->I", signals[:, 0], w0), got[0])
-    assert not np.allclose(got[0][comp.seen], only_warm[comp.seen], atol=1e-2)
+    # The warm row alone would score the new item's follower, and the new user, otherwise.
+    for u in (0, 3):
+        only_warm = np.einsum("kI,k->I", signals[:, u], w0)
+        assert not np.allclose(got[u][comp.seen], only_warm[comp.seen], atol=1e-2)
 
 
 def test_a_model_saved_with_two_weight_rows_scores_as_it_did(fitted):

@@ -80,6 +80,20 @@ def checked_config(model: str, config: Any) -> Any:
     return dataclasses.replace(config, **fixes) if fixes else config
 
 
+def new_users(users: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Whether each user is new to models trained on the users ``known`` (a bool per user
+    index): ``-1``, an index beyond them, or a user without training pairs.
+
+    >>> new_users(np.array([-1, 0, 1, 5]), np.array([True, False])).tolist()
+    [True, False, True, True]
+    """
+    users = np.asarray(users)
+    ok = (users >= 0) & (users < len(known))
+    out = np.ones(len(users), dtype=bool)
+    out[ok] = ~np.asarray(known, dtype=bool)[users[ok]]
+    return out
+
+
 class Scorer:
     """Base class of all scorers. Subclasses set ``name`` and ``Config`` and implement
     ``_fit`` and ``_score`` (and ``get_state``/``set_state`` for saving).

@@ -46,7 +46,7 @@ from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.data.splits import HISTORY_SEGMENTS, history_segment, segment_names, validation
 from metarec.errors import ConfigError
-from metarec.models.base import Scorer
+from metarec.models.base import Scorer, new_users
 from metarec.ranking import top_k
 
 log = logging.getLogger(__name__)
@@ -278,20 +278,6 @@ def impute_members(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = finite.sum(axis=0)
     mean = np.where(finite, z, 0.0).sum(axis=0) / np.maximum(count, 1)
     return np.where(finite, z, mean[None]).astype(np.float32), count > 0
-
-
-def new_users(users: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Whether each user is new to models trained on the users ``known`` (a bool per user
-    index): ``-1``, an index beyond them, or a user without training pairs.
-
-    >>> new_users(np.array([-1, 0, 1, 5]), np.array([True, False])).tolist()
-    [True, False, True, True]
-    """
-    users = np.asarray(users)
-    ok = (users >= 0) & (users < len(known))
-    out = np.ones(len(users), dtype=bool)
-    out[ok] = ~np.asarray(known, dtype=bool)[users[ok]]
-    return out
 
 
 class _Member:

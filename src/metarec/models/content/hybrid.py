@@ -26,8 +26,9 @@ training interactions, one for items without, fit on held-out pairs and held-out
 respectively, and a third for items with training interactions when the history is an item
 without any (a new item, clicked first), fit on validation users given one of their held-out
 items as their whole history and asked for their held-out pairs. A history part new and part
-warm takes the first and third in proportion. The components are then refit on all training
-data.
+warm takes the first and third in proportion, and a user the model was not trained on takes
+the third by at least one over their history's length (their one item is that row's
+situation). The components are then refit on all training data.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from metarec.data.queries import Queries
 from metarec.encoders.content import ContentConfig
 from metarec.encoders.lexical import top_k_similarity, top_k_similarity_rows
 from metarec.errors import ConfigError
+from metarec.models.base import new_users
 from metarec.models.baselines.ease import ease_weights, value_weighted
 from metarec.models.content.base import ContentScorer, carve_validation, content_neighbours, replace_rows
 
@@ -247,20 +249,25 @@ class HybridScorer(ContentScorer):
             comp.moments = cached
         return cached[2:]
 
-    def _user_weights(self, h: sp.csr_matrix, comp: _Components) -> np.ndarray | None:
+    def _user_weights(self, h: sp.csr_matrix, comp: _Components, users: np.ndarray | None = None) -> np.ndarray | None:
         """Per-user weights ``(n, 5)`` for items with training pairs: the warm row moved
         towards the ``warm-after-new`` row by the share of the user's history that has no
-        training pairs (items posted since). ``None`` when no history holds such an item:
-        every user takes the warm row."""
+        training pairs (items posted since), and for a user the model was not trained on
+        (``users``: -1, or an index it has no pairs of) by at least ``1 / len(history)``: a
+        new user's one item is the history that row is fit on, and each further item moves
+        them towards the warm row. ``None`` when every user takes the warm row."""
         w = self.weights_
         if len(w) < 3 or not h.nnz:
             return None
-        new = ~comp.seen[h.indices]
-        if not new.any():
-            return None
         n = h.shape[0]
         lengths = np.diff(h.indptr)
+        new = ~comp.seen[h.indices]
         share = np.bincount(np.repeat(np.arange(n), lengths), weights=new, minlength=n) / np.maximum(lengths, 1)
+        if users is not None:
+            fresh = new_users(users, self.known_users_) & (lengths > 0)
+            share = np.where(fresh, np.maximum(share, 1.0 / np.maximum(lengths, 1)), share)
+        if not share.any():
+            return None
         return (w[0][None, :] + share[:, None] * (w[2] - w[0])[None, :]).astype(np.float32)
 
     @staticmethod
@@ -399,7 +406,7 @@ class HybridScorer(ContentScorer):
     def _score(self, queries: Queries) -> np.ndarray:
         comp = self.components_
         h = queries.history.astype(np.float32)
-        user_w = self._user_weights(h, comp)
+        user_w = self._user_weights(h, comp, queries.users)
         s = self._content_score(h, comp, user_w)
         w = self.weights_
         for k, x in self._other_signals(h, comp):
