@@ -257,7 +257,7 @@ class HybridScorer(ContentScorer):
         new user's one item is the history that row is fit on, and each further item moves
         them towards the warm row. ``None`` when every user takes the warm row."""
         w = self.weights_
-        if len(w) < 3 or not h.nnz:
+        if len(w) < 3 or not h.nnz or np.array_equal(w[2], w[0]):  # (a model saved before the third row: one row)
             return None
         n = h.shape[0]
         lengths = np.diff(h.indptr)
