@@ -189,7 +189,7 @@ def test_value_range_drops_rows_outside_it_and_the_trained_model_keeps_it(world_
     code, _, _ = run(["train", *base, "--value-range", "1,5", "--model", "pop", "--out", str(tmp_path / "m")], capsys)
     assert code == 0 and json.loads((tmp_path / "m" / "config.json").read_text())["value_range"] == [1.0, 5.0]
     code, _, err = run(["data", "inspect", "--data", str(world_dir), "--format", "synthetic", "--value-range", "1,5"], capsys)
-    assert code == 2 and "--value-range apply to --format csv or parquet, not 'synthetic'" in err
+    assert code == 2 and "--value-range/--time-unit apply to --format csv or parquet, not 'synthetic'" in err
     for bad in ("5,1", "1", "a,b", "1,inf"):
         with pytest.raises(SystemExit) as exc:
             main(["data", "inspect", *base, "--value-range", bad])
@@ -234,3 +234,25 @@ def test_an_output_that_cannot_take_the_results_is_refused_before_any_work(tmp_p
     assert code == 2 and "not a metarec model directory (it holds notes.txt)" in err
     assert not (tmp_path / "d" / "world").exists()  # nothing written
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_a_log_in_milliseconds_is_refused_with_a_hint_and_time_unit_reads_it(tmp_path, capsys):
+    import pandas as pd
+
+    from metarec.cli import TIME_UNIT_CHOICES
+    from metarec.data.cleaning import TIME_UNITS
+
+    assert TIME_UNIT_CHOICES == tuple(TIME_UNITS)
+    f = tmp_path / "clicks.csv"
+    f.write_text("user,item,ts\na,x,1733390000123\nb,y,1733390060000\na,y,1733390120000\n")
+    base = ["--data", str(f), "--format", "csv", "--columns", "timestamp=ts"]
+    code, _, err = run(["data", "inspect", *base], capsys)
+    assert code == 2 and "row 2, column timestamp ('ts'): 1733390000123 is after the year 9999" in err
+    assert "--time-unit ms" in err
+    code, out, _ = run(["data", "inspect", *base, "--time-unit", "ms", "--json"], capsys)
+    assert code == 0 and json.loads(out)["interactions"] == 3
+    code, _, _ = run(["train", *base, "--time-unit", "ms", "--model", "pop", "--out", str(tmp_path / "m")], capsys)
+    assert code == 0
+    code, _, _ = run(["data", "clean", "--data", str(f), "--columns", "user=user,item=item,timestamp=ts",
+                      "--time-unit", "ms", "--out", str(tmp_path / "c.parquet")], capsys)  # fmt: skip
+    assert code == 0 and pd.read_parquet(tmp_path / "c.parquet")["timestamp"].max() == 1733390120.0

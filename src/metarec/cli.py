@@ -20,6 +20,10 @@ from typing import Any, Iterator
 from metarec import __version__
 from metarec.errors import ConfigError, MetarecError
 
+#: ``--time-unit``'s choices: the keys of ``metarec.data.cleaning.TIME_UNITS`` (not imported
+#: here, so that ``metarec --help`` does not load pandas; a test keeps them equal).
+TIME_UNIT_CHOICES = ("s", "ms", "us", "ns")
+
 log = logging.getLogger("metarec")
 
 
@@ -85,6 +89,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
     g.add_argument("--value-range", type=_value_range, help="csv/parquet: the values' scale, low,high (e.g. 1,5): rows "
                    "outside are dropped and reported, and a trained model's service refuses events outside it")
+    g.add_argument("--time-unit", choices=TIME_UNIT_CHOICES, help="csv/parquet: the unit of numeric timestamps "
+                   "(default s; ms for milliseconds, as JavaScript and many logs write them)")
 
 
 def _value_range(text: str) -> tuple[float, float]:
@@ -133,8 +139,11 @@ def _load(args: argparse.Namespace):
             opts["sep"] = args.sep
         if args.value_range:
             opts["value_range"] = args.value_range
-    elif args.columns or args.items or args.users or args.sep or args.value_range:
-        raise ConfigError(f"--columns/--items/--users/--sep/--value-range apply to --format csv or parquet, not {args.format!r}")
+        if args.time_unit:
+            opts["time_unit"] = args.time_unit
+    elif args.columns or args.items or args.users or args.sep or args.value_range or args.time_unit:
+        raise ConfigError("--columns/--items/--users/--sep/--value-range/--time-unit apply to --format csv or parquet, "
+                          f"not {args.format!r}")
     return load_dataset(args.data, args.format, **opts)
 
 
@@ -183,7 +192,8 @@ def cmd_data_clean(args: argparse.Namespace) -> int:
     from metarec.data.large import clean_large
 
     report = clean_large(args.data, args.out, args.columns, value_range=args.value_range, min_core=args.min_core,
-                         memory_limit=args.memory_limit, default_event=args.default_event)  # fmt: skip
+                         memory_limit=args.memory_limit, default_event=args.default_event,
+                         time_unit=args.time_unit)  # fmt: skip
     print("\n".join(report.lines()))
     print(f"wrote {report.rows_out:,} rows to {args.out}")
     return 0
@@ -410,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", required=True, help="Parquet file to write")
     cl.add_argument("--value-range", type=_value_range, help="drop values outside low,high, e.g. 1,5")
     cl.add_argument("--min-core", type=_positive_int, help="keep only the k-core (distinct user-item pairs)")
+    cl.add_argument("--time-unit", choices=TIME_UNIT_CHOICES, default="s",
+                    help="the unit of numeric timestamps (default s; ms for milliseconds)")
     cl.add_argument("--default-event", default="interaction")
     cl.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit; it spills to disk beyond it")
     cl.set_defaults(func=cmd_data_clean)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from metarec.data import build_dataset
 from metarec.data.cleaning import clean_interactions, kcore
-from metarec.errors import DataError
+from metarec.errors import ConfigError, DataError
 
 
 def raw(**cols):
@@ -103,7 +103,19 @@ def test_a_timestamp_in_milliseconds_names_file_row_and_column():
     df = raw(user=["a", "b", "c"], item=["x", "y", "z"], timestamp=["1733390000", "1733390000123", "2024-12-05"])
     df.attrs["columns"] = {"timestamp": "ts"}
     with pytest.raises(DataError, match=r"f\.csv: row 3, column timestamp \('ts'\): 1733390000123 is after the "
-                                        r"year 9999 as unix seconds; .*milliseconds\? divide by 1000\) \(1 such rows\)"):
+                                        r"year 9999 as unix seconds \(milliseconds\? read them with --time-unit ms "
+                                        r".*\(1 such rows\)"):
         clean_interactions(df, source="f.csv")
     ok = raw(user=["a", "b"], item=["x", "y"], timestamp=["253402300799", "-86400"])  # the last second of 9999; 1969
     assert clean_interactions(ok, source="f.csv")[0]["timestamp"].tolist() == [253402300799.0, -86400.0]
+
+
+def test_timestamps_in_another_unit_are_read_as_seconds():
+    """``time_unit`` divides numeric timestamps to seconds; dates are dates whatever it is."""
+    df = raw(user=["a", "b", "c"], item=["x", "y", "z"], timestamp=["1733390000123", "2024-12-05T00:00:00Z", "5"])
+    got = clean_interactions(df, source="f.csv", time_unit="ms")[0]["timestamp"].tolist()
+    assert got == [1733390000.123, 1733356800.0, 0.005]
+    us = raw(user=["a"], item=["x"], timestamp=["1733390000123456"])
+    assert clean_interactions(us, source="f.csv", time_unit="us")[0]["timestamp"].tolist() == [1733390000.123456]
+    with pytest.raises(ConfigError, match=r"time unit 'min': choose from s, ms, us, ns"):
+        clean_interactions(df, source="f.csv", time_unit="min")

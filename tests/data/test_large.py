@@ -67,9 +67,14 @@ def test_errors_name_the_file_line_and_column(tmp_path):
     ms = tmp_path / "ms.csv"
     ms.write_text("user,item,ts\nu1,i1,1733390000\nu2,i2,1733390000123\nu3,i3,1733390000456\n")
     with pytest.raises(DataError, match=r"ms.csv: row 3, column timestamp \('ts'\): 1733390000123 is after the "
-                                        r"year 9999 as unix seconds; .*\(2 such rows\)"):
+                                        r"year 9999 as unix seconds \(milliseconds\? read them with --time-unit ms"
+                                        r".*\(2 such rows\)"):
         clean_large(ms, tmp_path / "o.parquet", "user=user,item=item,timestamp=ts")
     assert not (tmp_path / "o.parquet").exists()
+    ms.write_text("user,item,ts\nu1,i1,1733390000000\nu2,i2,1733390000123\nu3,i3,2024-12-05T00:00:00Z\n")
+    clean_large(ms, tmp_path / "o.parquet", "user=user,item=item,timestamp=ts", time_unit="ms")
+    got = pd.read_parquet(tmp_path / "o.parquet")["timestamp"].tolist()
+    assert got == [1733390000.0, 1733390000.123, 1733356800.0]  # as the in-memory reader reads them
     empty = tmp_path / "empty.csv"
     empty.write_text("user,item\n")
     with pytest.raises(DataError, match="no rows"):

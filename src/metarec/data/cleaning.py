@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metarec.errors import DataError
+from metarec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,16 @@ def parse_values(frame: pd.DataFrame, source: str) -> pd.Series:
 MAX_TIMESTAMP = 253_402_300_799.0
 
 
-def timestamp_too_late(value: float) -> str:
+#: Units a log's numeric timestamps may be read in (``--time-unit``), as divisors to seconds.
+TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+#: What a reader's error suggests for a timestamp after the year 9999.
+READ_AS_MILLISECONDS = "milliseconds? read them with --time-unit ms (time_unit='ms')"
+
+
+def timestamp_too_late(value: float, hint: str = "milliseconds? divide by 1000") -> str:
     """The message for a timestamp above :data:`MAX_TIMESTAMP` (the caller names the place)."""
-    return (f"{value:.17g} is after the year 9999 as unix seconds; timestamps are seconds (milliseconds? "
-            "divide by 1000)")
+    return f"{value:.17g} is after the year 9999 as unix seconds ({hint})"
 
 
 def check_timestamps(ts: pd.Series, frame: pd.DataFrame, source: str) -> None:
@@ -122,15 +128,26 @@ def check_timestamps(ts: pd.Series, frame: pd.DataFrame, source: str) -> None:
     if late.any():
         i = int(np.flatnonzero(late)[0])
         raise DataError(f"{source}: row {int(frame['_row'].iloc[i])}, column {_column_label(frame, 'timestamp')}: "
-                        f"{timestamp_too_late(float(ts.iloc[i]))} ({int(late.sum())} such rows)")  # fmt: skip
+                        f"{timestamp_too_late(float(ts.iloc[i]), READ_AS_MILLISECONDS)} ({int(late.sum())} such rows)")  # fmt: skip
 
 
-def parse_timestamps(raw: pd.Series) -> pd.Series:
+def time_unit_divisor(unit: str) -> float:
+    """Seconds per ``unit`` of :data:`TIME_UNITS`; a ConfigError names the choices."""
+    if unit not in TIME_UNITS:
+        raise ConfigError(f"time unit {unit!r}: choose from {', '.join(TIME_UNITS)}")
+    return TIME_UNITS[unit]
+
+
+def parse_timestamps(raw: pd.Series, unit: str = "s") -> pd.Series:
     """Seconds since the epoch as float64; NaN where a cell is missing or unparseable.
 
-    Accepts unix seconds (numbers or numeric strings) and ISO-like date strings.
+    Accepts unix time in ``unit`` (numbers or numeric strings: ``s``, ``ms``, ``us``, ``ns``)
+    and ISO-like date strings.
+
+    >>> parse_timestamps(pd.Series(["1733390000123", "1970-01-02"]), "ms").tolist()
+    [1733390000.123, 86400.0]
     """
-    numeric = pd.to_numeric(raw, errors="coerce")
+    numeric = pd.to_numeric(raw, errors="coerce") / time_unit_divisor(unit)
     todo = numeric.isna() & raw.notna()
     if todo.any():
         dates = pd.to_datetime(raw[todo].astype(str), errors="coerce", utc=True, format="mixed")
@@ -180,6 +197,7 @@ def clean_interactions(
     known_users: pd.Index | None = None,
     known_items: pd.Index | None = None,
     min_core: int | None = None,
+    time_unit: str = "s",
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Type and filter a raw interaction frame.
 
@@ -192,6 +210,7 @@ def clean_interactions(
         known_users / known_items: when given, rows whose id is not in them are dropped
             (an attribute table defines the universe of ids).
         min_core: keep only the ``min_core``-core (distinct user-item pairs).
+        time_unit: the unit of numeric timestamps (``s``, ``ms``, ``us``, ``ns``); read as seconds.
 
     Returns:
         ``(frame, report)`` where frame has string ``user``/``item``, a lower-case string
@@ -220,7 +239,7 @@ def clean_interactions(
     if "value" in raw.columns:
         out["value"] = out["value"].fillna(1.0)
     has_time = "timestamp" in raw.columns
-    out["timestamp"] = parse_timestamps(raw["timestamp"]) if has_time else np.nan
+    out["timestamp"] = parse_timestamps(raw["timestamp"], time_unit) if has_time else np.nan
     if has_time:
         check_timestamps(out["timestamp"], raw, source)
 

@@ -218,6 +218,7 @@ def build_dataset(
     min_core: int | None = None,
     timestamp_kind: str | None = None,
     extra_reports: Sequence[CleaningReport] = (),
+    time_unit: str = "s",
 ) -> Dataset:
     """Clean a raw interaction frame and index it into a :class:`Dataset`.
 
@@ -230,6 +231,7 @@ def build_dataset(
         strict_ids: drop interactions whose user/item is missing from a given table.
         min_core: optional k-core filter on distinct user-item pairs.
         timestamp_kind: override; by default ``"unix"`` when ``raw`` has timestamps.
+        time_unit: the unit of ``raw``'s numeric timestamps (``s``, ``ms``, ``us``, ``ns``).
     """
     for table in (items, users):
         if table is not None:
@@ -242,6 +244,7 @@ def build_dataset(
         known_users=users.index if (strict_ids and users is not None and len(users)) else None,
         known_items=items.index if (strict_ids and items is not None and len(items)) else None,
         min_core=min_core,
+        time_unit=time_unit,
     )
     if len(clean) == 0:
         raise DataError(f"{source}: no valid rows left after cleaning ({'; '.join(line.strip() for line in report.lines()[1:])})")

@@ -18,7 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metarec.data.cleaning import DROP_REASONS, MAX_TIMESTAMP, CleaningReport, timestamp_too_late
+from metarec.data.cleaning import (
+    DROP_REASONS,
+    MAX_TIMESTAMP,
+    READ_AS_MILLISECONDS,
+    CleaningReport,
+    time_unit_divisor,
+    timestamp_too_late,
+)
 from metarec.data.readers import CANONICAL, parse_mapping, warn_unread
 from metarec.errors import ConfigError, DataError
 
@@ -39,6 +46,7 @@ def clean_large(
     default_event: str = "interaction",
     value_range: tuple[float, float] | None = None,
     min_core: int | None = None,
+    time_unit: str = "s",
     memory_limit: str = "2GB",
     threads: int | None = None,
     temp_dir: str | os.PathLike | None = None,
@@ -48,7 +56,7 @@ def clean_large(
     Args:
         columns: mapping of canonical to source columns, e.g. ``user=userId,item=movieId``
             (default: the canonical names themselves, those present).
-        default_event, value_range, min_core: as in ``clean_interactions``.
+        default_event, value_range, min_core, time_unit: as in ``clean_interactions``.
         memory_limit: DuckDB's memory limit (it spills to ``temp_dir`` beyond it).
         threads: DuckDB threads (default: all cores).
 
@@ -58,6 +66,7 @@ def clean_large(
     """
     import duckdb
 
+    divisor = time_unit_divisor(time_unit)  # before any work: a bad unit names the choices
     path, out = Path(path), Path(out)
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -89,19 +98,19 @@ def clean_large(
                 if need not in mapping:
                     raise DataError(f"{source}: missing column {need}")
             warn_unread(source, present, mapping.values())
-            return _clean(con, scan, source, mapping, out, default_event, value_range, min_core)
+            return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)
         finally:
             con.close()
 
 
 def _clean(
     con: Any, scan: str, source: str, mapping: dict[str, str], out: Path, default_event: str,
-    value_range: tuple[float, float] | None, min_core: int | None,
+    value_range: tuple[float, float] | None, min_core: int | None, divisor: float = 1.0,
 ) -> CleaningReport:  # fmt: skip
     col = {k: f"CAST({_quote(v)} AS VARCHAR)" for k, v in mapping.items()}
     ev = f"lower(trim({col['event']}))" if "event" in col else "NULL"
     # Unix seconds, else an ISO-like date; NULL when neither parses.
-    ts = (f"COALESCE(TRY_CAST(trim({col['timestamp']}) AS DOUBLE), "
+    ts = (f"COALESCE(TRY_CAST(trim({col['timestamp']}) AS DOUBLE) / {divisor!r}, "
           f"epoch(TRY_CAST(trim({col['timestamp']}) AS TIMESTAMPTZ)))") if "timestamp" in col else "NULL"  # fmt: skip
     value = f"TRY_CAST(trim({col['value']}) AS DOUBLE)" if "value" in col else "1.0"
     raw_value = f"trim({col['value']})" if "value" in col else "NULL"
@@ -131,7 +140,7 @@ def _clean(
     ).fetchone()
     if late:
         raise DataError(f"{source}: row {late[0]}, column timestamp ({mapping['timestamp']!r}): "
-                        f"{timestamp_too_late(late[1])} ({late[2]} such rows)")  # fmt: skip
+                        f"{timestamp_too_late(late[1], READ_AS_MILLISECONDS)} ({late[2]} such rows)")  # fmt: skip
     # Each row's first failing rule, in clean_interactions' order; duplicates (the same user,
     # item, event and time as an earlier kept row) after the per-row rules.
     rules = ['WHEN "user" IS NULL OR item IS NULL THEN \'missing id\'']

@@ -469,6 +469,7 @@ def read_table(
     text_fields: Sequence[str] | str = (),
     value_range: tuple[float, float] | None = None,
     sep: str = ",",
+    time_unit: str = "s",
     **options: Any,
 ) -> Dataset:
     """Any CSV/TSV/Parquet log, with a mapping from canonical to source column names.
@@ -479,6 +480,7 @@ def read_table(
         items / users: optional attribute files; ``item_columns="item=movieId"`` names
             their id column (default ``item`` / ``user``); every other column is an attribute.
         text_fields: item columns holding text (comma-separated string or list).
+        time_unit: the unit of numeric timestamps: ``s`` (default), ``ms``, ``us`` or ``ns``.
     """
     p = Path(path)
     frame = _read_any(p, sep)
@@ -520,6 +522,7 @@ def read_table(
         data, source=str(p), items=item_table, users=table(users, user_columns, "user"),
         name=options.get("name") or p.stem, text_fields=tf, value_range=value_range,
         min_core=options.get("min_core"), default_event=options.get("default_event", "interaction"),
+        time_unit=time_unit,
     )  # fmt: skip
 
 
