@@ -222,6 +222,7 @@ def test_retraining_leaves_out_a_stored_event_in_milliseconds_and_names_it(tmp_p
         again = _retraining_data(tmp_path, data, stored)
     assert sorted(again.interactions["timestamp"].tolist()) == [100.0, 200.0, 300.0]
     assert "1 events stored with a timestamp after the year 9999 (milliseconds?) left out: ms-1" in caplog.text
+    assert "not trained on (interaction): view (1);" in caplog.text  # the event left out is not counted
 
 
 def test_retraining_data_keeps_the_users_attributes_and_takes_the_stores(tmp_path):

@@ -73,7 +73,6 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
         events = list(store.all_events())
         if events:
             frames.append(pd.DataFrame([e.to_dict() for e in events]).rename(columns={"user_id": "user", "item_id": "item", "type": "event"}))
-            _say_new_event_types(first, frames[-1], store_url)
         stored = store.items()
         stored_users = store.users()
     finally:
@@ -91,6 +90,7 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
             log.warning("%s: %d events stored with a timestamp after the year 9999 (milliseconds?) left out: %s",
                         store_url, int(late.sum()), ", ".join(raw.loc[late, "event_id"].astype(str)[:5]))  # fmt: skip
             raw = raw.loc[~late].reset_index(drop=True)
+        _say_new_event_types(first, raw.loc[raw["event_id"].notna()], store_url)  # the events retraining reads
     raw = raw[["user", "item", "event", "value", "timestamp"]].assign(_row=np.arange(1, len(raw) + 1))
     text_fields = list(model.config.get("text_fields") or [])
     items = _items(model, latest, text_fields, store_url)
