@@ -224,12 +224,9 @@ class HybridScorer(ContentScorer):
         for kind, vectors, cols in ((0, vectors_t, slice(None)), (1, cold_t, cold)):
             if kind == 1 and not len(cold):
                 continue
-            if kind == 0 and user_w is not None:
-                a = (user_w[:, 1:2] * ps + user_w[:, 2:3] * qs).astype(np.float32)
-                b = (user_w[:, 1] * ms + user_w[:, 2] * mq).astype(np.float32)
-            else:
-                a = (w[kind, 1] * ps + w[kind, 2] * qs).astype(np.float32)
-                b = (w[kind, 1] * ms + w[kind, 2] * mq).astype(np.float32)
+            wk = user_w if kind == 0 and user_w is not None else w[kind : kind + 1]  # (n or 1, 5)
+            a = (wk[:, 1:2] * ps + wk[:, 2:3] * qs).astype(np.float32)
+            b = (wk[:, 1] * ms + wk[:, 2] * mq).astype(np.float32)
             out[:, cols] = a @ vectors - b[:, None]  # warm weights for every item first, then the cold ones
         return out
 
@@ -409,11 +406,9 @@ class HybridScorer(ContentScorer):
         user_w = self._user_weights(h, comp, queries.users)
         s = self._content_score(h, comp, user_w)
         w = self.weights_
+        warm = w[:1] if user_w is None else user_w  # (1 or n, 5)
         for k, x in self._other_signals(h, comp):
-            if user_w is None:
-                s += np.where(comp.seen, w[0, k], w[1, k]).astype(np.float32) * x
-            else:
-                s += np.where(comp.seen[None, :], user_w[:, k : k + 1], w[1, k]).astype(np.float32) * x
+            s += np.where(comp.seen[None, :], warm[:, k : k + 1], w[1, k]).astype(np.float32) * x
         s[:, ~(self.has_content_ | comp.seen)] = np.nan
         return s
 
