@@ -12,21 +12,24 @@ from metarec.models import make_scorer
 
 def _reference(scorer, queries):
     """Each of the five signals standardised per user (what the weights are fit on), summed
-    with the cold items' weights on items without training pairs and, on items with them, the
-    warm weights moved towards the ``warm-after-new`` row by the share of the user's history
-    that has no training pairs, and for a user the model was not trained on by at least one
-    over the history's length; one user at a time."""
+    with the cold items' weights on items without training pairs and, on items with them: for
+    a user the model was not trained on, the ``new-user`` row (all the way up to
+    ``new_user_support`` items, by ``support / items`` beyond, the rest the warm row), for a
+    known user the warm row; either moved towards the ``warm-after-new`` row by the share of
+    the history that has no training pairs. One user at a time."""
     comp = scorer.components_
     signals = scorer._signals(queries.history, comp)  # (5, n, I)
-    w0, w1, w2 = scorer.weights_
+    w0, w1, w2, w3 = scorer.weights_
     out = np.empty(signals.shape[1:], dtype=np.float64)
     for u in range(signals.shape[1]):
         hist = queries.history[u].indices
         share = (~comp.seen[hist]).mean() if len(hist) else 0.0
         user = queries.users[u]
+        lean = 0.0
         if len(hist) and (user < 0 or user >= len(scorer.known_users_) or not scorer.known_users_[user]):
-            share = max(share, 1 / len(hist))
-        warm = w0 + share * (w2 - w0)
+            lean = min(1.0, scorer.config.new_user_support / len(hist))
+        base = w0 + lean * (w3 - w0)
+        warm = base + share * (w2 - base)
         w = np.where(comp.seen[None, :], warm[:, None], w1[:, None])
         out[u] = np.einsum("kI,kI->I", signals[:, u], w)
     out[:, ~(scorer.has_content_ | comp.seen)] = np.nan
@@ -106,32 +109,42 @@ def test_a_new_item_in_the_history_stands_for_its_warm_content_neighbours(fitted
     assert scorer.score(q) == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
 
 
-def test_a_history_of_new_items_takes_the_third_weight_row(fitted):
-    """Items with training pairs are weighed by the ``warm-after-new`` row for a history of
-    items without any, by the warm row for a known user's history with training pairs, and
-    in proportion for a history of both; a user the model was not trained on moves towards
-    the third row by at least one over the history's length (one item: all the way); items
-    without training pairs keep the cold row."""
+def test_each_history_takes_its_weight_rows(fitted):
+    """Items with training pairs are weighed: for a known user by the warm row; for a user the
+    model was not trained on by the ``new-user`` row up to ``new_user_support`` items and by
+    ``support / items`` of it beyond; either moved towards the ``warm-after-new`` row by the
+    history's share of items without training pairs (all new: that row alone). Items without
+    training pairs keep the cold row."""
     data, scorer = fitted
     scorer = copy.deepcopy(scorer)
-    w0, w1, _ = scorer.weights_
+    w0, w1 = scorer.weights_[:2]
     w2 = w0 * np.array([0.5, 1, 1, 1, 3], np.float32)
-    scorer.weights_ = np.stack([w0, w1, w2])
-    warm = [int(i) for i in scorer.components_.seen_idx[5:9]]
+    w3 = w0 * np.array([0.2, 2, 1, 0.5, 5], np.float32)
+    scorer.weights_ = np.stack([w0, w1, w2, w3])
+    assert scorer.config.new_user_support == 5
+    warm = [int(i) for i in scorer.components_.seen_idx[5:15]]
     (new,) = scorer.add_items(scorer.item_vectors_[[warm[0]]] + 1e-3, ["a near copy of a warm item"])
     comp = scorer.components_
     known = int(np.flatnonzero(scorer.known_users_)[0])
-    users = [known, known, known, -1, -1, -1, scorer.n_users_ + 3]
-    histories = [[new], [new, warm[0]], [warm[0]], [warm[0]], warm, [new, *warm], warm[:2]]
-    expected_w = [w2, (w0 + w2) / 2, w0, w2, w0 + (w2 - w0) / 4, w0 + (w2 - w0) / 5, (w0 + w2) / 2]
-    q = Queries.from_histories(users, histories, scorer.n_items_)
+    cases = [  # user, history, the weights of its items with training pairs
+        (known, [new], w2),
+        (known, [new, warm[0]], (w0 + w2) / 2),
+        (known, [warm[0]], w0),
+        (-1, [warm[0]], w3),
+        (-1, warm[:4], w3),
+        (-1, [new, *warm[:4]], w3 + (w2 - w3) / 5),
+        (-1, [new], w2),
+        (-1, warm, (w0 + w3) / 2),  # 10 items: support 5 / 10 of the new-user row
+        (scorer.n_users_ + 3, warm[:2], w3),  # an index beyond the trained users is new too
+    ]
+    q = Queries.from_histories([c[0] for c in cases], [c[1] for c in cases], scorer.n_items_)
     got = scorer.score(q)
     signals = scorer._signals(q.history, comp)
-    for u, warm_w in enumerate(expected_w):
+    for u, (_, _, warm_w) in enumerate(cases):
         w = np.where(comp.seen[None, :], warm_w[:, None], w1[:, None])
         expected = np.einsum("kI,kI->I", signals[:, u], w)
         expected[~(scorer.has_content_ | comp.seen)] = np.nan
-        assert got[u] == pytest.approx(expected, abs=2e-4, nan_ok=True)
+        assert got[u] == pytest.approx(expected, abs=2e-4, nan_ok=True), u
     assert got == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
     # The warm row alone would score the new item's follower, and the new user, otherwise.
     for u in (0, 3):
@@ -140,16 +153,19 @@ def test_a_history_of_new_items_takes_the_third_weight_row(fitted):
 
 
 def test_a_model_saved_with_two_weight_rows_scores_as_it_did(fitted):
-    """Models saved before the third row: a new-item history takes the warm row, as then."""
+    """Models saved before the later rows: a new-item history and a new user take the warm
+    row, as then."""
     data, scorer = fitted
     scorer = copy.deepcopy(scorer)
     state = scorer.get_state()
     state["weights"] = state["weights"][:2] * np.float32(1.5)  # distinct from the fitted rows
     scorer.set_state(state)
-    assert scorer.weights_.shape == (3, 5) and np.array_equal(scorer.weights_[2], scorer.weights_[0])
+    w = scorer.weights_
+    assert w.shape == (4, 5) and np.array_equal(w[2], w[0]) and np.array_equal(w[3], w[0])
     new = int(np.flatnonzero(~scorer.components_.seen & scorer.has_content_)[0])
-    q = Queries.from_histories([-1], [[new]], scorer.n_items_)
+    q = Queries.from_histories([-1, -1], [[new], [int(scorer.components_.seen_idx[3])]], scorer.n_items_)
     assert scorer.score(q) == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
+    assert scorer._user_weights(q.history, scorer.components_, q.users) is None  # the one-row path
 
 
 def test_the_third_row_is_fit_on_held_out_pairs_and_leaves_the_first_two(monkeypatch):
@@ -161,7 +177,28 @@ def test_the_third_row_is_fit_on_held_out_pairs_and_leaves_the_first_two(monkeyp
     data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
     fitted = make_scorer("hybrid", encoder="hashing-64").fit(data)
     assert not np.allclose(fitted.weights_[2], fitted.weights_[0], atol=1e-3)
+    no_new_user_row = make_scorer("hybrid", encoder="hashing-64", new_user_share=0.0).fit(data)
+    assert np.array_equal(no_new_user_row.weights_[:3], fitted.weights_[:3])  # fit after the first three
+    assert np.array_equal(no_new_user_row.weights_[3], no_new_user_row.weights_[0])
     monkeypatch.setattr(hybrid, "MIN_NEW_HISTORY_USERS", 10**9)
     without = make_scorer("hybrid", encoder="hashing-64").fit(data)
     assert np.array_equal(without.weights_[:2], fitted.weights_[:2])
     assert np.array_equal(without.weights_[2], without.weights_[0])
+    assert np.array_equal(without.weights_[3], without.weights_[0])
+
+
+def test_the_new_user_row_ranks_its_held_out_users_at_least_as_well_as_the_warm_row():
+    """The ``new-user`` row is fit by coordinate ascent on NDCG@10 of users held out of one
+    more EASE fit, each given their first items by time: the row it returns scores those
+    users at least as well as the warm row it starts from. The model still knows every user."""
+    from metarec.models.baselines.ease import value_weighted
+
+    data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
+    scorer = make_scorer("hybrid", encoder="hashing-64").fit(data)
+    assert scorer.weights_.shape == (4, 5) and scorer.known_users_.all()
+    weighted = value_weighted(data, data.matrix(), scorer.config.values)
+    fitted = scorer._fit_new_user_weights(data, weighted, np.random.default_rng(1))
+    ndcg = scorer._new_user_ndcg(data, weighted, np.random.default_rng(1))  # the same held-out users
+    warm = scorer.weights_[0].astype(np.float64)
+    assert ndcg(fitted.astype(np.float64)) >= ndcg(warm) > 0
+    assert scorer._new_user_ndcg(data, weighted.tocsr()[:9], np.random.default_rng(1)) is None  # too few users

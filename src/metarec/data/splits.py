@@ -164,7 +164,7 @@ def temporal(data: Dataset, seed: int, test_fraction: float = 0.2) -> Split:
     )  # fmt: skip
 
 
-def _ordered_pairs(data: Dataset) -> pd.DataFrame:
+def ordered_pairs(data: Dataset) -> pd.DataFrame:
     """Distinct pairs in time order within each user (first event of the pair; ties by log order)."""
     inter = data.interactions
     df = pd.DataFrame(
@@ -208,7 +208,7 @@ def cold_user(
     is_test_user[test_users] = True
     train = data.subset(~is_test_user[data.interactions["user"].to_numpy()])
 
-    pairs = _ordered_pairs(data)
+    pairs = ordered_pairs(data)
     pairs = pairs[is_test_user[pairs["user"].to_numpy()]]
     pairs["pos"] = pairs.groupby("user").cumcount()
     counts = pairs.groupby("user").size()
@@ -292,7 +292,7 @@ def validation(
     a random ``holdout_share`` of their pairs (at least one), which are relevant; their history
     is the rest. ``support`` is ``None``: the history lengths vary per query.
     """
-    pairs = _ordered_pairs(data)
+    pairs = ordered_pairs(data)
     counts = pairs.groupby("user").size()
     eligible = np.sort(counts.index[counts > min_query].to_numpy())
     rng = np.random.default_rng(seed)
