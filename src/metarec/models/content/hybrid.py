@@ -263,20 +263,20 @@ class HybridScorer(ContentScorer):
         the rest from the warm row; a known user starts from the warm row. Either is then moved
         towards the ``warm-after-new`` row by the share of the history that has no training
         pairs (items posted since). ``None`` when every user takes the warm row."""
-        w = self.weights_
-        if len(w) < 3 or not h.nnz or all(np.array_equal(r, w[0]) for r in w[2:]):  # (saved before the later rows)
+        w = self.weights_  # four rows: a model saved before the later rows has the warm row in their place
+        if not h.nnz or all(np.array_equal(r, w[0]) for r in w[2:]):
             return None
         n = h.shape[0]
         lengths = np.diff(h.indptr)
         new = ~comp.seen[h.indices]
         share = np.bincount(np.repeat(np.arange(n), lengths), weights=new, minlength=n) / np.maximum(lengths, 1)
         lean = np.zeros(n)
-        if users is not None and len(w) > 3:
+        if users is not None:
             fresh = new_users(users, self.known_users_) & (lengths > 0)
             lean[fresh] = np.minimum(1.0, self.config.new_user_support / lengths[fresh])
         if not (share.any() or lean.any()):
             return None
-        base = w[0][None, :] + lean[:, None] * (w[min(3, len(w) - 1)] - w[0])[None, :]
+        base = w[0][None, :] + lean[:, None] * (w[3] - w[0])[None, :]
         return (base + share[:, None] * (w[2][None, :] - base)).astype(np.float32)
 
     @staticmethod
