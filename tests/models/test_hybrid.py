@@ -13,22 +13,27 @@ from metarec.models import make_scorer
 def _reference(scorer, queries):
     """Each of the five signals standardised per user (what the weights are fit on), summed
     with the cold items' weights on items without training pairs and, on items with them: for
-    a user the model was not trained on, the ``new-user`` row (all the way up to
-    ``new_user_support`` items, by ``support / items`` beyond, the rest the warm row), for a
-    known user the warm row; either moved towards the ``warm-after-new`` row by the share of
-    the history that has no training pairs. One user at a time."""
+    a user the model was not trained on, the ``new-user`` row up to ``new_user_support``
+    items, the ``new-user-long`` row up to ``new_user_long_support``, by ``long_support /
+    items`` of it beyond (the rest the warm row); for a known user the warm row; either moved
+    towards the ``warm-after-new`` row by the share of the history that has no training
+    pairs. One user at a time. (``new_user_long_support`` at most ``new_user_support``: the
+    ``new-user`` row up to the support and by ``support / items`` beyond.)"""
     comp = scorer.components_
     signals = scorer._signals(queries.history, comp)  # (5, n, I)
-    w0, w1, w2, w3 = scorer.weights_
+    w0, w1, w2, w3, w4 = scorer.weights_
+    short = scorer.config.new_user_support
+    long = max(short, scorer.config.new_user_long_support)
     out = np.empty(signals.shape[1:], dtype=np.float64)
     for u in range(signals.shape[1]):
         hist = queries.history[u].indices
         share = (~comp.seen[hist]).mean() if len(hist) else 0.0
         user = queries.users[u]
-        lean = 0.0
+        lean, row = 0.0, w3
         if len(hist) and (user < 0 or user >= len(scorer.known_users_) or not scorer.known_users_[user]):
-            lean = min(1.0, scorer.config.new_user_support / len(hist))
-        base = w0 + lean * (w3 - w0)
+            lean = min(1.0, long / len(hist))
+            row = w3 if len(hist) <= short else w4
+        base = w0 + lean * (row - w0)
         warm = base + share * (w2 - base)
         w = np.where(comp.seen[None, :], warm[:, None], w1[:, None])
         out[u] = np.einsum("kI,kI->I", signals[:, u], w)
@@ -111,18 +116,21 @@ def test_a_new_item_in_the_history_stands_for_its_warm_content_neighbours(fitted
 
 def test_each_history_takes_its_weight_rows(fitted):
     """Items with training pairs are weighed: for a known user by the warm row; for a user the
-    model was not trained on by the ``new-user`` row up to ``new_user_support`` items and by
-    ``support / items`` of it beyond; either moved towards the ``warm-after-new`` row by the
-    history's share of items without training pairs (all new: that row alone). Items without
-    training pairs keep the cold row."""
+    model was not trained on by the ``new-user`` row up to ``new_user_support`` items, the
+    ``new-user-long`` row up to ``new_user_long_support`` and by ``long_support / items`` of
+    it beyond; either moved towards the ``warm-after-new`` row by the history's share of items
+    without training pairs (all new: that row alone). Items without training pairs keep the
+    cold row."""
     data, scorer = fitted
     scorer = copy.deepcopy(scorer)
     w0, w1 = scorer.weights_[:2]
     w2 = w0 * np.array([0.5, 1, 1, 1, 3], np.float32)
     w3 = w0 * np.array([0.2, 2, 1, 0.5, 5], np.float32)
-    scorer.weights_ = np.stack([w0, w1, w2, w3])
+    w4 = w0 * np.array([2, 0.5, 1, 3, 0.3], np.float32)
+    scorer.weights_ = np.stack([w0, w1, w2, w3, w4])
+    scorer.config.new_user_long_support = 8  # (the fixture's users have 14 to 39 items)
     assert scorer.config.new_user_support == 5
-    warm = [int(i) for i in scorer.components_.seen_idx[5:15]]
+    warm = [int(i) for i in scorer.components_.seen_idx[5:21]]
     (new,) = scorer.add_items(scorer.item_vectors_[[warm[0]]] + 1e-3, ["a near copy of a warm item"])
     comp = scorer.components_
     known = int(np.flatnonzero(scorer.known_users_)[0])
@@ -130,11 +138,15 @@ def test_each_history_takes_its_weight_rows(fitted):
         (known, [new], w2),
         (known, [new, warm[0]], (w0 + w2) / 2),
         (known, [warm[0]], w0),
+        (known, warm, w0),
         (-1, [warm[0]], w3),
-        (-1, warm[:4], w3),
+        (-1, warm[:5], w3),
         (-1, [new, *warm[:4]], w3 + (w2 - w3) / 5),
         (-1, [new], w2),
-        (-1, warm, (w0 + w3) / 2),  # 10 items: support 5 / 10 of the new-user row
+        (-1, warm[:6], w4),  # past the support: the long row
+        (-1, warm[:8], w4),
+        (-1, [new, *warm[:7]], w4 + (w2 - w4) / 8),
+        (-1, warm, (w0 + w4) / 2),  # 16 items: long support 8 / 16 of the long row
         (scorer.n_users_ + 3, warm[:2], w3),  # an index beyond the trained users is new too
     ]
     q = Queries.from_histories([c[0] for c in cases], [c[1] for c in cases], scorer.n_items_)
@@ -147,7 +159,7 @@ def test_each_history_takes_its_weight_rows(fitted):
         assert got[u] == pytest.approx(expected, abs=2e-4, nan_ok=True), u
     assert got == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
     # The warm row alone would score the new item's follower, and the new user, otherwise.
-    for u in (0, 3):
+    for u in (0, 4):
         only_warm = np.einsum("kI,k->I", signals[:, u], w0)
         assert not np.allclose(got[u][comp.seen], only_warm[comp.seen], atol=1e-2)
 
@@ -161,17 +173,61 @@ def test_a_model_saved_with_two_weight_rows_scores_as_it_did(fitted):
     state["weights"] = state["weights"][:2] * np.float32(1.5)  # distinct from the fitted rows
     scorer.set_state(state)
     w = scorer.weights_
-    assert w.shape == (4, 5) and np.array_equal(w[2], w[0]) and np.array_equal(w[3], w[0])
+    assert w.shape == (5, 5) and all(np.array_equal(w[k], w[0]) for k in (2, 3, 4))
     new = int(np.flatnonzero(~scorer.components_.seen & scorer.has_content_)[0])
     q = Queries.from_histories([-1, -1], [[new], [int(scorer.components_.seen_idx[3])]], scorer.n_items_)
     assert scorer.score(q) == pytest.approx(_reference(scorer, q), abs=2e-4, nan_ok=True)
     assert scorer._user_weights(q.history, scorer.components_, q.users) is None  # the one-row path
 
 
+def test_a_model_saved_with_four_weight_rows_loads_and_scores_as_it_did(fitted, tmp_path):
+    """A model directory saved before the ``new-user-long`` row (four weight rows, no
+    ``new_user_long_support`` in its config) loads with that setting at 0: a new user with
+    more items than ``new_user_support`` leans on the ``new-user`` row by ``support /
+    items``, as then. So does such a hybrid inside a saved ensemble."""
+    import json
+
+    from metarec.models.io import load_model, save_model
+    from safetensors.numpy import load_file, save_file
+
+    data, scorer = fitted
+    scorer = copy.deepcopy(scorer)
+    w0 = scorer.weights_[0]
+    scorer.weights_[3] = w0 * np.array([0.2, 2, 1, 0.5, 5], np.float32)
+    save_model(scorer, data, tmp_path / "m")
+    cfg, weights = tmp_path / "m" / "config.json", tmp_path / "m" / "weights.safetensors"
+    saved = json.loads(cfg.read_text())
+    del saved["config"]["new_user_long_support"]
+    cfg.write_text(json.dumps(saved))
+    state = load_file(weights)
+    state["weights"] = state["weights"][:4]
+    save_file(state, weights)
+    model = load_model(tmp_path / "m")
+    old = model.scorer
+    assert old.config.new_user_long_support == 0 and np.array_equal(old.weights_[4], old.weights_[3])
+    warm = [int(i) for i in scorer.components_.seen_idx[:10]]
+    q = Queries.from_histories([-1, -1], [warm[:3], warm], scorer.n_items_)
+    w3 = scorer.weights_[3]
+    for u, expected_w in ((0, w3), (1, (w0 + w3) / 2)):  # 10 items: support 5 / 10, as then
+        assert np.allclose(old._user_weights(q.history, old.components_, q.users)[u], expected_w, atol=1e-6)
+    assert old.score(q) == pytest.approx(_reference(old, q), abs=2e-4, nan_ok=True)
+
+    ens = make_scorer("ensemble", members="pop,hybrid", folds=1, **{"hybrid.encoder": "hashing-64"}).fit(data)
+    save_model(ens, data, tmp_path / "e")
+    cfg = tmp_path / "e" / "config.json"
+    saved = json.loads(cfg.read_text())
+    assert saved["config"]["params"]["hybrid"]["new_user_long_support"] == 20
+    del saved["config"]["params"]["hybrid"]["new_user_long_support"]
+    cfg.write_text(json.dumps(saved))
+    loaded = load_model(tmp_path / "e").scorer
+    assert loaded.members_[1].scorers[0].config.new_user_long_support == 0
+
+
 def test_the_third_row_is_fit_on_held_out_pairs_and_leaves_the_first_two(monkeypatch):
     """Fitting the ``warm-after-new`` row does not move the other two (a history of items with
     training pairs scores exactly as before it existed); with too few validation users it is
-    the warm row."""
+    the warm row. The ``new-user-long`` row is fit after the ``new-user`` row and leaves it
+    as it was."""
     import metarec.models.content.hybrid as hybrid
 
     data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
@@ -179,26 +235,32 @@ def test_the_third_row_is_fit_on_held_out_pairs_and_leaves_the_first_two(monkeyp
     assert not np.allclose(fitted.weights_[2], fitted.weights_[0], atol=1e-3)
     no_new_user_row = make_scorer("hybrid", encoder="hashing-64", new_user_share=0.0).fit(data)
     assert np.array_equal(no_new_user_row.weights_[:3], fitted.weights_[:3])  # fit after the first three
-    assert np.array_equal(no_new_user_row.weights_[3], no_new_user_row.weights_[0])
+    assert all(np.array_equal(no_new_user_row.weights_[k], no_new_user_row.weights_[0]) for k in (3, 4))
+    no_long_row = make_scorer("hybrid", encoder="hashing-64", new_user_long_support=0).fit(data)
+    assert np.array_equal(no_long_row.weights_[:4], fitted.weights_[:4])
+    assert np.array_equal(no_long_row.weights_[4], no_long_row.weights_[3])
     monkeypatch.setattr(hybrid, "MIN_NEW_HISTORY_USERS", 10**9)
     without = make_scorer("hybrid", encoder="hashing-64").fit(data)
     assert np.array_equal(without.weights_[:2], fitted.weights_[:2])
-    assert np.array_equal(without.weights_[2], without.weights_[0])
-    assert np.array_equal(without.weights_[3], without.weights_[0])
+    assert all(np.array_equal(without.weights_[k], without.weights_[0]) for k in (2, 3, 4))
 
 
-def test_the_new_user_row_ranks_its_held_out_users_at_least_as_well_as_the_warm_row():
-    """The ``new-user`` row is fit by coordinate ascent on NDCG@10 of users held out of one
-    more EASE fit, each given their first items by time: the row it returns scores those
-    users at least as well as the warm row it starts from. The model still knows every user."""
+def test_the_new_user_rows_rank_their_held_out_users_at_least_as_well_as_the_warm_row():
+    """The ``new-user`` and ``new-user-long`` rows are fit by coordinate ascent on NDCG@10 of
+    users held out of one more EASE fit, each given their first items by time (1 to 5, and
+    6 to 20 at four supports): each row scores its histories at least as well as the warm row
+    it starts from. The model still knows every user."""
     from metarec.models.baselines.ease import value_weighted
 
     data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
     scorer = make_scorer("hybrid", encoder="hashing-64").fit(data)
-    assert scorer.weights_.shape == (4, 5) and scorer.known_users_.all()
+    assert scorer.weights_.shape == (5, 5) and scorer.known_users_.all()
     weighted = value_weighted(data, data.matrix(), scorer.config.values)
     fitted = scorer._fit_new_user_weights(data, weighted, np.random.default_rng(1))
-    ndcg = scorer._new_user_ndcg(data, weighted, np.random.default_rng(1))  # the same held-out users
+    bands = scorer._new_user_ndcg(data, weighted, np.random.default_rng(1))  # the same held-out users
     warm = scorer.weights_[0].astype(np.float64)
-    assert ndcg(fitted.astype(np.float64)) >= ndcg(warm) > 0
+    assert len(bands) == 2 and fitted.shape == (2, 5)
+    for ndcg, row in zip(bands, fitted):
+        assert ndcg(row.astype(np.float64)) >= ndcg(warm) > 0
+    assert not np.allclose(fitted[0], fitted[1])
     assert scorer._new_user_ndcg(data, weighted.tocsr()[:9], np.random.default_rng(1)) is None  # too few users

@@ -352,6 +352,13 @@ def _devices_here(config: Any, path: Path) -> Any:
     return out
 
 
+def _trained_without(cls: type, saved: dict[str, Any]) -> dict[str, Any]:
+    """The settings a model of ``cls`` saved with settings ``saved`` was trained without (a
+    setting added since): the value that reproduces that training (``cls.saved_before``; a
+    callable where it is another saved setting's value)."""
+    return {k: v(saved) if callable(v) else v for k, v in cls.saved_before.items()}
+
+
 def load_model(path: str | os.PathLike) -> TrainedModel:
     """Load a model directory written by :func:`save_model`."""
     path = Path(path)
@@ -367,10 +374,13 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         raise ConfigError(f"{cfg_file}: model {name!r} is not known to this metarec version")
     cls = MODELS[name]
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    # Settings it was trained without: the value that reproduces that training (a callable
-    # where it is another saved setting's value).
-    before = {k: v(config["config"]) if callable(v) else v for k, v in cls.saved_before.items()}
-    config["config"] = _devices_here({**before, **config["config"]}, path)
+    config["config"] = _devices_here({**_trained_without(cls, config["config"]), **config["config"]}, path)
+    params = config["config"].get("params")
+    if name == "ensemble" and isinstance(params, dict):  # each member's saved settings, by the same rule
+        config["config"]["params"] = {
+            m: {**_trained_without(MODELS[m], p), **p} if m in MODELS and isinstance(p, dict) else p
+            for m, p in params.items()
+        }
     scorer = cls(**{k: v for k, v in config["config"].items() if k in fields})
     weights = _tensors(path / "weights.safetensors")
     try:

@@ -26,11 +26,11 @@ training interactions, one for items without, fit on held-out pairs and held-out
 respectively, and a third for items with training interactions when the history is an item
 without any (a new item, clicked first), fit on validation users given one of their held-out
 items as their whole history and asked for their held-out pairs. A history part new and part
-warm takes the first and third in proportion. A fourth row weighs the items with training
-interactions for a user the model was not trained on (up to ``new_user_support`` items, and in
-proportion beyond): it is fit by coordinate ascent on the NDCG@10 of users held out of one more
-EASE fit, given their first items by time. The components are then refit on all training
-data.
+warm takes the first and third in proportion. A fourth and a fifth row weigh the items with
+training interactions for a user the model was not trained on: the fourth up to
+``new_user_support`` items, the fifth up to ``new_user_long_support`` (and in proportion
+beyond). Each is fit by coordinate ascent on the NDCG@10 of users held out of one more EASE
+fit, given their first items by time. The components are then refit on all training data.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ SIGNALS = ("collaborative", "semantic", "bilinear", "lexical", "popularity")
 
 #: The rows of ``HybridScorer.weights_``: items with training pairs, items without, items
 #: with training pairs for a history of items without (mixed with the others by their share),
-#: and items with training pairs for a user the model was not trained on (their first items).
-WEIGHT_ROWS = ("warm", "cold", "warm-after-new", "new-user")
+#: and items with training pairs for a user the model was not trained on: their first
+#: ``new_user_support`` items, and their next ones up to ``new_user_long_support``.
+WEIGHT_ROWS = ("warm", "cold", "warm-after-new", "new-user", "new-user-long")
 
 #: Fewer validation users than this with a held-out item and held-out pairs: the third row is
 #: the first (too few to fit five weights on).
@@ -84,7 +85,12 @@ class HybridConfig(ContentConfig):
     new_user_share: share of the users with 6 or more pairs held out of one more EASE fit to
         learn the ``new-user`` weights (0: that row is the warm row).
     new_user_support: those users' first 1 to this many items by time are their history (the
-        rest the targets); a new user with more items leans on the row by ``support / items``.
+        rest the targets) for the ``new-user`` row.
+    new_user_long_support: the ``new-user-long`` row is fit the same way on histories of
+        ``new_user_support + 1`` to this many items, and weighs a new user with that many;
+        a new user with more leans on it by ``long_support / items``. At most
+        ``new_user_support``: no such row, and a new user with more items than the support
+        leans on the ``new-user`` row by ``support / items`` (models saved before it).
     epochs, lr: fitting the weights (full batch, the shared training loop).
     seed: the validation split.
     """
@@ -101,6 +107,7 @@ class HybridConfig(ContentConfig):
     validation_share: float = 0.1
     new_user_share: float = 0.3
     new_user_support: int = 5
+    new_user_long_support: int = 20
     epochs: int = 300
     lr: float = 0.05
     seed: int = 42
@@ -166,6 +173,7 @@ class HybridScorer(ContentScorer):
 
     name = "hybrid"
     Config = HybridConfig
+    saved_before = {"new_user_long_support": 0}  # one new-user row, leaned on by support / items
 
     # -------------------------------------------------------------- signals
     def _signals(self, history: sp.csr_matrix, comp: _Components) -> np.ndarray:
@@ -258,25 +266,31 @@ class HybridScorer(ContentScorer):
 
     def _user_weights(self, h: sp.csr_matrix, comp: _Components, users: np.ndarray | None = None) -> np.ndarray | None:
         """Per-user weights ``(n, 5)`` for items with training pairs. A user the model was not
-        trained on (``users``: -1, or an index it has no pairs of) starts from the ``new-user``
-        row, all the way up to ``new_user_support`` items and by ``support / items`` beyond,
-        the rest from the warm row; a known user starts from the warm row. Either is then moved
-        towards the ``warm-after-new`` row by the share of the history that has no training
-        pairs (items posted since). ``None`` when every user takes the warm row."""
-        w = self.weights_  # four rows: a model saved before the later rows has the warm row in their place
+        trained on (``users``: -1, or an index it has no pairs of) takes the ``new-user`` row up
+        to ``new_user_support`` items and the ``new-user-long`` row up to
+        ``new_user_long_support``, and beyond that leans on the latter by ``long_support /
+        items``, the rest from the warm row; a known user starts from the warm row. Either is
+        then moved towards the ``warm-after-new`` row by the share of the history that has no
+        training pairs (items posted since). ``None`` when every user takes the warm row."""
+        w = self.weights_  # five rows: a model saved before the later rows has them padded (set_state)
         if not h.nnz or all(np.array_equal(r, w[0]) for r in w[2:]):
             return None
+        c = self.config
         n = h.shape[0]
         lengths = np.diff(h.indptr)
         new = ~comp.seen[h.indices]
         share = np.bincount(np.repeat(np.arange(n), lengths), weights=new, minlength=n) / np.maximum(lengths, 1)
         lean = np.zeros(n)
+        row = np.full(n, 3)
         if users is not None:
             fresh = new_users(users, self.known_users_) & (lengths > 0)
-            lean[fresh] = np.minimum(1.0, self.config.new_user_support / lengths[fresh])
+            short, long = c.new_user_support, max(c.new_user_long_support, c.new_user_support)
+            if long > short:
+                row[fresh & (lengths > short)] = 4
+            lean[fresh] = np.minimum(1.0, long / lengths[fresh])
         if not (share.any() or lean.any()):
             return None
-        base = w[0][None, :] + lean[:, None] * (w[3] - w[0])[None, :]
+        base = w[0][None, :] + lean[:, None] * (w[row] - w[0][None, :])
         return (base + share[:, None] * (w[2][None, :] - base)).astype(np.float32)
 
     @staticmethod
@@ -324,12 +338,12 @@ class HybridScorer(ContentScorer):
             self.lexical_similarity_ = top_k_similarity(self.item_lexical_, self.config.lexical_neighbours)
         rng = np.random.default_rng(c.seed)
         train_w, val_warm, val_cold = carve_validation(weighted, c.validation_share, rng)
-        self.weights_ = np.ones((len(WEIGHT_ROWS) - 1, len(SIGNALS)), dtype=np.float32)
+        self.weights_ = np.ones((3, len(SIGNALS)), dtype=np.float32)  # the rows fit on the validation split
         if val_warm.nnz or val_cold.nnz:
             train_m = _binary(train_w)
             comp = _Components(self.item_vectors_, train_m, train_w, c)
             self.weights_ = self._fit_weights(comp, train_m, _binary(val_warm), _binary(val_cold), rng)
-        self.weights_ = np.concatenate([self.weights_, self._fit_new_user_weights(data, weighted, rng)[None, :]])
+        self.weights_ = np.concatenate([self.weights_, self._fit_new_user_weights(data, weighted, rng)])
         self.components_ = _Components(self.item_vectors_, matrix, weighted, c)
         log.info("hybrid weights %s: %s", SIGNALS,
                  ", ".join(f"{r} {w.round(3)}" for r, w in zip(WEIGHT_ROWS, self.weights_)))  # fmt: skip
@@ -370,35 +384,42 @@ class HybridScorer(ContentScorer):
         return np.concatenate([weights, third])
 
     def _fit_new_user_weights(self, data: Dataset, weighted: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
-        """The ``new-user`` row: coordinate ascent on :meth:`_new_user_ndcg`, from the warm row,
-        taking only steps that gain. The softmax likelihood the other rows are fit by stayed
-        below popularity for MovieLens's new users; ranking quality is what is asked of this
-        row. Too few users to hold out: the warm row."""
+        """The ``new-user`` and ``new-user-long`` rows, ``(2, 5)``: each by coordinate ascent on
+        :meth:`_new_user_ndcg` of its histories, from the warm row, taking only steps that gain.
+        The softmax likelihood the other rows are fit by stayed below popularity for
+        MovieLens's new users; ranking quality is what is asked of these rows. Too few users
+        to hold out: the warm row; too few with a long history: the ``new-user`` row."""
         warm = self.weights_[0].astype(np.float64)
-        ndcg = self._new_user_ndcg(data, weighted, rng)
-        if ndcg is None:
-            return warm.astype(np.float32)
-        best, w = ndcg(warm), warm.copy()
-        start = best
-        for _ in range(4):  # multiplicative steps on one weight at a time
-            for j in range(len(SIGNALS)):
-                for f in (0.0, 0.5, 0.8, 1.25, 2.0, 4.0, -0.5):
-                    step = w.copy()
-                    step[j] = w[j] * f if w[j] != 0 else 0.5 * f
-                    v = ndcg(step)
-                    if v > best + 1e-4:
-                        best, w = v, step
-        log.info("hybrid new-user weights: NDCG@10 %.4f on held-out users (warm row %.4f)", best, start)
-        return w.astype(np.float32)
+        bands = self._new_user_ndcg(data, weighted, rng)
+        rows = [warm, warm]
+        for k, ndcg in enumerate(bands or []):
+            if ndcg is None:
+                rows[k] = rows[k - 1] if k else warm
+                continue
+            w = warm.copy()
+            best = start = ndcg(w)
+            for _ in range(4):  # multiplicative steps on one weight at a time
+                for j in range(len(SIGNALS)):
+                    for f in (0.0, 0.5, 0.8, 1.25, 2.0, 4.0, -0.5):
+                        step = w.copy()
+                        step[j] = w[j] * f if w[j] != 0 else 0.5 * f
+                        v = ndcg(step)
+                        if v > best + 1e-4:
+                            best, w = v, step
+            rows[k] = w
+            log.info("hybrid %s weights: NDCG@10 %.4f on held-out users (from %.4f)", WEIGHT_ROWS[3 + k], best, start)
+        return np.stack(rows).astype(np.float32)
 
     def _new_user_ndcg(
         self, data: Dataset, weighted: sp.csr_matrix, rng: np.random.Generator
-    ) -> Callable[[np.ndarray], float] | None:
-        """NDCG@10 of signal weights for new users: ``new_user_share`` of the users with 6 or
-        more pairs (at most 1,000) are held out of one more EASE fit, and each, given their
-        first 1 to ``new_user_support`` items by time as their history, ranks the rest, as the
-        ``cold-user`` protocol asks of a new user. ``None`` with fewer than
-        :data:`MIN_NEW_HISTORY_USERS` of them."""
+    ) -> list[Callable[[np.ndarray], float] | None] | None:
+        """NDCG@10 of signal weights for new users, one function per new-user row:
+        ``new_user_share`` of the users with 6 or more pairs (at most 1,000) are held out of
+        one more EASE fit, and each, given their first items by time as their history (1 to
+        ``new_user_support`` of them; then, for those with enough pairs, ``new_user_support + 1``
+        to ``new_user_long_support``), ranks the rest, as the ``cold-user`` protocol asks of a
+        new user. ``None`` with fewer than :data:`MIN_NEW_HISTORY_USERS` of them; a band with
+        fewer such users (or none asked for) is ``None`` in the list."""
         from metarec.data.splits import ordered_pairs  # (splits imports the data model only)
         from metarec.evaluation.metrics import ranking_metrics
 
@@ -415,21 +436,53 @@ class HybridScorer(ContentScorer):
         comp = _Components(self.item_vectors_, _binary(rest), rest, c)
         pairs = ordered_pairs(data)
         pairs = pairs[out[pairs["user"].to_numpy()]].reset_index(drop=True)
-        pos = pairs.groupby("user", sort=True).cumcount().to_numpy()
         users, counts = np.unique(pairs["user"].to_numpy(), return_counts=True)
-        row = np.searchsorted(users, pairs["user"].to_numpy())
-        items = pairs["item"].to_numpy()
-        support = 1 + (rng.random(len(users)) * np.minimum(c.new_user_support, counts - 5)).astype(np.int64)
-        first = pos < support[row]
-        shape = (len(users), weighted.shape[1])
-        hist = sp.csr_matrix((np.ones(int(first.sum()), np.float32), (row[first], items[first])), shape=shape)
-        rel = sp.csr_matrix((np.ones(int((~first).sum())), (row[~first], items[~first])), shape=shape)
-        cand = self._candidates(comp.seen_idx, rel, rng)
-        cand = cand[comp.seen[cand]]  # items only the held-out users had take the cold row: not ranked here
-        sig = self._signals(hist, comp)[:, :, cand]
-        seen = hist[:, cand].toarray() > 0
+        # Each user's items in time order, one block per user: a query (user, support) takes the
+        # first ``support`` of its block as the history and the rest as the targets.
+        order = np.lexsort((pairs.groupby("user", sort=True).cumcount().to_numpy(), pairs["user"].to_numpy()))
+        items, start = pairs["item"].to_numpy()[order], np.cumsum(counts) - counts
+
+        def queries(who: np.ndarray, support: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+            n = counts[who]
+            q = np.repeat(np.arange(len(who)), n)
+            at = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)  # position in the user's block
+            it = items[np.repeat(start[who], n) + at]
+            first = at < np.repeat(support, n)
+            shape = (len(who), weighted.shape[1])
+            hist = sp.csr_matrix((np.ones(int(first.sum()), np.float32), (q[first], it[first])), shape=shape)
+            return hist, sp.csr_matrix((np.ones(int((~first).sum())), (q[~first], it[~first])), shape=shape)
+
+        cand = None
+        bands = []
+        for lo, hi in ((1, c.new_user_support), (c.new_user_support + 1, c.new_user_long_support)):
+            if hi < lo:
+                bands.append(None)
+                continue
+            if lo == 1:  # one query per user, its support drawn from 1..hi (leaving 5 items to find)
+                who = np.arange(len(users))
+                support = 1 + (rng.random(len(users)) * np.minimum(hi, counts - 5)).astype(np.int64)
+            else:  # every user with enough items, at each of four supports from lo to hi: a
+                # smoother objective for the longer histories, since each user has several
+                steps = np.unique(np.linspace(lo, hi, 4).round().astype(np.int64))
+                groups = [np.flatnonzero(counts - 5 >= n) for n in steps]
+                who, support = np.concatenate(groups), np.repeat(steps, [len(g) for g in groups])
+            if len(who) < MIN_NEW_HISTORY_USERS:
+                bands.append(None)
+                continue
+            hist, rel = queries(who, support)
+            if cand is None:
+                cand = self._candidates(comp.seen_idx, rel, rng)
+                cand = cand[comp.seen[cand]]  # items only the held-out users had take the cold row: not ranked here
+            sig = self._signals(hist, comp)[:, :, cand]
+            bands.append(self._ndcg_of_weights(sig, hist[:, cand].toarray() > 0, rel, cand, ranking_metrics))
+        return bands
+
+    @staticmethod
+    def _ndcg_of_weights(sig: np.ndarray, seen: np.ndarray, rel: sp.csr_matrix, cand: np.ndarray, ranking_metrics):
+        """NDCG@10 of the weighted signals ``sig`` ``(5, U, C)`` on candidates ``cand``, seen
+        items excluded; held-out items outside the candidates count as missed."""
         relevant = rel[:, cand].toarray() > 0
-        n_rel = np.asarray(rel.getnnz(axis=1))  # (held-out items outside the candidates count as missed)
+        n_rel = np.asarray(rel.getnnz(axis=1))
 
         def ndcg(w: np.ndarray) -> float:
             s = np.einsum("kuc,k->uc", sig, w)
@@ -549,8 +602,9 @@ class HybridScorer(ContentScorer):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         super().set_state(state)
         self.weights_ = state["weights"]
-        while len(self.weights_) < len(WEIGHT_ROWS):  # saved before the later rows: the warm row in their place
-            self.weights_ = np.concatenate([self.weights_, self.weights_[:1]])
+        while len(self.weights_) < len(WEIGHT_ROWS):  # saved before the later rows: the warm row in their place,
+            pad = self.weights_[3:4] if len(self.weights_) == 4 else self.weights_[:1]  # the long row: the new-user one
+            self.weights_ = np.concatenate([self.weights_, pad])
         comp = _Components.__new__(_Components)
         comp.ease = state["ease"]
         comp.bilinear = state["bilinear"]
