@@ -264,3 +264,20 @@ def test_the_new_user_rows_rank_their_held_out_users_at_least_as_well_as_the_war
         assert ndcg(row.astype(np.float64)) >= ndcg(warm) > 0
     assert not np.allclose(fitted[0], fitted[1])
     assert scorer._new_user_ndcg(data, weighted.tocsr()[:9], np.random.default_rng(1)) is None  # too few users
+
+
+def test_without_users_long_enough_for_it_the_long_row_is_the_new_user_row():
+    """Held-out users need ``new_user_support + 1`` items and 5 more to fit the
+    ``new-user-long`` row; where none has that many (every user here has at most 10 pairs)
+    it is the ``new-user`` row, which is still fit."""
+    data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
+    inter = data.interactions
+    first = inter.drop_duplicates(["user", "item"])
+    first = first[first.groupby("user").cumcount() < 10]  # each user's first 10 items
+    keep = inter.set_index(["user", "item"]).index.isin(first.set_index(["user", "item"]).index)
+    short = data.subset(keep)
+    n = short.matrix().getnnz(axis=1)
+    assert n.max() == 10 and (n >= 6).sum() > 100
+    scorer = make_scorer("hybrid", encoder="hashing-64").fit(short)
+    w = scorer.weights_
+    assert np.array_equal(w[4], w[3]) and not np.array_equal(w[3], w[0])
