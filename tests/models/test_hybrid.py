@@ -281,3 +281,16 @@ def test_without_users_long_enough_for_it_the_long_row_is_the_new_user_row():
     scorer = make_scorer("hybrid", encoder="hashing-64").fit(short)
     w = scorer.weights_
     assert np.array_equal(w[4], w[3]) and not np.array_equal(w[3], w[0])
+
+
+def test_the_signals_the_weights_are_fit_on_are_computed_a_block_of_users_at_a_time(fitted, monkeypatch):
+    """:meth:`_candidate_signals` is :meth:`_signals` on the candidates, whatever the block."""
+    import metarec.models.content.hybrid as hybrid
+
+    data, scorer = fitted
+    comp = scorer.components_
+    q = _queries(data, scorer.n_items_, list(range(23)))
+    cand = np.sort(np.random.default_rng(0).choice(scorer.n_items_, 40, replace=False))
+    whole = scorer._signals(q.history, comp)[:, :, cand]
+    monkeypatch.setattr(hybrid, "SIGNAL_BLOCK_CELLS", scorer.n_items_ * 5)  # blocks of 5 users, the last of 3
+    np.testing.assert_allclose(scorer._candidate_signals(q.history, comp, cand), whole, atol=1e-5)
