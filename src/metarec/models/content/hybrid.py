@@ -434,7 +434,6 @@ class HybridScorer(ContentScorer):
         new user. ``None`` with fewer than :data:`MIN_NEW_HISTORY_USERS` of them; a band with
         fewer such users (or none asked for) is ``None`` in the list."""
         from metarec.data.splits import ordered_pairs  # (splits imports the data model only)
-        from metarec.evaluation.metrics import ranking_metrics
 
         c = self.config
         eligible = np.flatnonzero(weighted.getnnz(axis=1) >= 6)
@@ -487,13 +486,17 @@ class HybridScorer(ContentScorer):
                 cand = self._candidates(comp.seen_idx, rel, rng)
                 cand = cand[comp.seen[cand]]  # items only the held-out users had take the cold row: not ranked here
             sig = self._candidate_signals(hist, comp, cand)
-            bands.append(self._ndcg_of_weights(sig, hist[:, cand].toarray() > 0, rel, cand, ranking_metrics))
+            bands.append(self._ndcg_of_weights(sig, hist[:, cand].toarray() > 0, rel, cand))
         return bands
 
     @staticmethod
-    def _ndcg_of_weights(sig: np.ndarray, seen: np.ndarray, rel: sp.csr_matrix, cand: np.ndarray, ranking_metrics):
+    def _ndcg_of_weights(
+        sig: np.ndarray, seen: np.ndarray, rel: sp.csr_matrix, cand: np.ndarray
+    ) -> Callable[[np.ndarray], float]:
         """NDCG@10 of the weighted signals ``sig`` ``(5, U, C)`` on candidates ``cand``, seen
         items excluded; held-out items outside the candidates count as missed."""
+        from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
+
         relevant = rel[:, cand].toarray() > 0
         n_rel = np.asarray(rel.getnnz(axis=1))
 
