@@ -240,8 +240,9 @@ def test_the_third_row_is_fit_on_held_out_pairs_and_leaves_the_first_two(monkeyp
     assert np.array_equal(no_long_row.weights_[:4], fitted.weights_[:4])
     assert np.array_equal(no_long_row.weights_[4], no_long_row.weights_[3])
     monkeypatch.setattr(hybrid, "MIN_NEW_HISTORY_USERS", 10**9)
-    without = make_scorer("hybrid", encoder="hashing-64").fit(data)
-    assert np.array_equal(without.weights_[:2], fitted.weights_[:2])
+    without = make_scorer("hybrid", encoder="hashing-64").fit(data)  # (and the warm row unscaled)
+    assert np.array_equal(without.weights_[1], fitted.weights_[1])
+    assert np.array_equal(without.weights_[0, 1:], fitted.weights_[0, 1:])
     assert all(np.array_equal(without.weights_[k], without.weights_[0]) for k in (2, 3, 4))
 
 
@@ -253,13 +254,13 @@ def test_the_new_user_rows_rank_their_held_out_users_at_least_as_well_as_the_war
     from metarec.models.baselines.ease import value_weighted
 
     data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
-    scorer = make_scorer("hybrid", encoder="hashing-64").fit(data)
+    scorer = make_scorer("hybrid", encoder="hashing-64", rank_share=0.0).fit(data)  # the warm row they start from
     assert scorer.weights_.shape == (5, 5) and scorer.known_users_.all()
     weighted = value_weighted(data, data.matrix(), scorer.config.values)
     fitted = scorer._fit_new_user_weights(data, weighted, np.random.default_rng(1))
     bands = scorer._new_user_ndcg(data, weighted, np.random.default_rng(1))  # the same held-out users
     warm = scorer.weights_[0].astype(np.float64)
-    assert len(bands) == 2 and fitted.shape == (2, 5)
+    assert len(bands) == 2 and all(r is not None and r.shape == (5,) for r in fitted)
     for ndcg, row in zip(bands, fitted):
         assert ndcg(row.astype(np.float64)) >= ndcg(warm) > 0
     assert not np.allclose(fitted[0], fitted[1])
@@ -294,3 +295,53 @@ def test_the_signals_the_weights_are_fit_on_are_computed_a_block_of_users_at_a_t
     whole = scorer._signals(q.history, comp)[:, :, cand]
     monkeypatch.setattr(hybrid, "SIGNAL_BLOCK_CELLS", scorer.n_items_ * 5)  # blocks of 5 users, the last of 3
     np.testing.assert_allclose(scorer._candidate_signals(q.history, comp, cand), whole, atol=1e-5)
+
+
+def test_the_warm_rows_collaborative_weight_is_scaled_by_the_best_ranking_scale(monkeypatch):
+    """After every other row is fit, the warm row's collaborative weight is multiplied by the
+    one of ``collab_scales`` whose row ranks best the pairs held out of one more EASE fit (a
+    stand-in NDCG here, best at 3); the other weights and rows do not move. ``rank_share=0``
+    or one scale: the softmax fit as it is."""
+    import metarec.models.content.hybrid as hybrid
+    from metarec.models.baselines.ease import value_weighted
+
+    data = make_world(WorldConfig(n_users=500, n_items=90, seed=4))
+    plain = make_scorer("hybrid", encoder="hashing-64", rank_share=0.0).fit(data)
+    base = float(plain.weights_[0, 0])
+    asked = []
+
+    def fake_ndcg(sig, seen, rel, cand):
+        assert sig.shape[:2] == (5, len(seen)) and rel.shape[0] == len(seen) >= 10  # held-out users and pairs
+        return lambda w: asked.append(w[0] / base) or -abs(w[0] / base - 3.0)
+
+    weighted = value_weighted(data, data.matrix(), plain.config.values)
+    with monkeypatch.context() as m:
+        m.setattr(hybrid.HybridScorer, "_ndcg_of_weights", staticmethod(fake_ndcg))
+        plain.config.rank_share = 0.5
+        assert plain._collab_scale(weighted) == 3.0
+        assert asked == pytest.approx([1.0, 1.5, 2.0, 3.0, 5.0], rel=1e-5)
+        plain.config.rank_share = 0.0
+        assert plain._collab_scale(weighted) == 1.0  # (rank_share 0)
+    monkeypatch.setattr(hybrid.HybridScorer, "_collab_scale", lambda self, weighted: 3.0)
+    scaled = make_scorer("hybrid", encoder="hashing-64").fit(data)
+    assert scaled.weights_[0, 0] == pytest.approx(3 * base, rel=1e-6)
+    assert np.array_equal(scaled.weights_[0, 1:], plain.weights_[0, 1:])
+    assert np.array_equal(scaled.weights_[1:], plain.weights_[1:])  # the new-user rows start from the unscaled row
+    monkeypatch.undo()
+    one = make_scorer("hybrid", encoder="hashing-64", collab_scales=(1.0,)).fit(data)
+    assert np.array_equal(one.weights_, plain.weights_)
+
+
+@pytest.mark.parametrize("param, value, message", [
+    ("rank_share", 1.5, "rank_share must be a share, at most 1, not 1.5"),
+    ("new_user_share", 2, "new_user_share must be a share, at most 1, not 2"),
+    ("validation_share", 1.01, "validation_share must be a share"),
+    ("collab_scales", (1.0, 0.0), "collab_scales must be above 0"),
+    ("collab_scales", ("x",), "collab_scales must be above 0"),
+])  # fmt: skip
+def test_shares_and_scales_out_of_range_are_refused_when_the_model_is_made(param, value, message):
+    """Before, a share above 1 failed deep in numpy's sampling after the encoder ran."""
+    from metarec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_scorer("hybrid", encoder="hashing-64", **{param: value})

@@ -95,6 +95,11 @@ class HybridConfig(ContentConfig):
         a new user with more leans on it by ``long_support / items``. At most
         ``new_user_support``: no such row, and a new user with more items than the support
         leans on the ``new-user`` row by ``support / items`` (models saved before it).
+    rank_share: share of the users with 5 or more pairs (at most 2,000) whose pairs are
+        sampled (20%) and held out of one more EASE fit to choose the warm row's
+        collaborative scale by their NDCG@10 (0: no scale, the softmax fit as it is).
+    collab_scales: the scales tried (the softmax fit leans on popularity more than ranking
+        wants: see the README).
     epochs, lr: fitting the weights (full batch, the shared training loop).
     seed: the validation split.
     """
@@ -112,6 +117,8 @@ class HybridConfig(ContentConfig):
     new_user_share: float = 0.3
     new_user_support: int = 5
     new_user_long_support: int = 20
+    rank_share: float = 0.5
+    collab_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 5.0)
     epochs: int = 300
     lr: float = 0.05
     seed: int = 42
@@ -177,7 +184,17 @@ class HybridScorer(ContentScorer):
 
     name = "hybrid"
     Config = HybridConfig
-    saved_before = {"new_user_long_support": 0}  # one new-user row, leaned on by support / items
+    # Before: one new-user row, leaned on by support / items; the warm row as the softmax fit it.
+    saved_before = {"new_user_long_support": 0, "rank_share": 0.0}
+
+    def __init__(self, config: HybridConfig | None = None, **params) -> None:
+        super().__init__(config, **params)
+        c = self.config
+        for name in ("validation_share", "new_user_share", "rank_share"):  # (at least 0: every model's settings)
+            if getattr(c, name) > 1:
+                raise ConfigError(f"hybrid: {name} must be a share, at most 1, not {getattr(c, name)!r}")
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in c.collab_scales):
+            raise ConfigError(f"hybrid: collab_scales must be above 0, not {c.collab_scales!r}")
 
     # -------------------------------------------------------------- signals
     def _signals(self, history: sp.csr_matrix, comp: _Components) -> np.ndarray:
@@ -351,12 +368,17 @@ class HybridScorer(ContentScorer):
             self.lexical_similarity_ = top_k_similarity(self.item_lexical_, self.config.lexical_neighbours)
         rng = np.random.default_rng(c.seed)
         train_w, val_warm, val_cold = carve_validation(weighted, c.validation_share, rng)
-        self.weights_ = np.ones((3, len(SIGNALS)), dtype=np.float32)  # the rows fit on the validation split
+        self.weights_ = np.ones((2, len(SIGNALS)), dtype=np.float32)  # warm and cold, fit on the validation split
+        third = None
         if val_warm.nnz or val_cold.nnz:
             train_m = _binary(train_w)
             comp = _Components(self.item_vectors_, train_m, train_w, c)
-            self.weights_ = self._fit_weights(comp, train_m, _binary(val_warm), _binary(val_cold), rng)
-        self.weights_ = np.concatenate([self.weights_, self._fit_new_user_weights(data, weighted, rng)])
+            self.weights_, third = self._fit_weights(comp, train_m, _binary(val_warm), _binary(val_cold), rng)
+        new_user, long = self._fit_new_user_weights(data, weighted, rng)  # from the warm row as fit so far
+        warm = self.weights_[0] * np.array([self._collab_scale(weighted), 1, 1, 1, 1], np.float32)
+        # A row there were too few users to fit is the warm row (the long one: the new-user row).
+        rows = [warm, self.weights_[1], third, new_user, long if long is not None else new_user]
+        self.weights_ = np.stack([warm if r is None else r for r in rows]).astype(np.float32)
         self.components_ = _Components(self.item_vectors_, matrix, weighted, c)
         log.info("hybrid weights %s: %s", SIGNALS,
                  ", ".join(f"{r} {w.round(3)}" for r, w in zip(WEIGHT_ROWS, self.weights_)))  # fmt: skip
@@ -364,9 +386,9 @@ class HybridScorer(ContentScorer):
     def _fit_weights(
         self, comp: _Components, train_m: sp.csr_matrix, val_warm: sp.csr_matrix, val_cold: sp.csr_matrix,
         rng: np.random.Generator,
-    ) -> np.ndarray:  # fmt: skip
-        """Softmax regression of held-out items on the signals: the first three rows of
-        :data:`WEIGHT_ROWS`, ``(3, 5)``."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+        """Softmax regression of held-out items on the signals: the first two rows of
+        :data:`WEIGHT_ROWS`, ``(2, 5)``, and the third, ``(5,)`` (``None``: too few users)."""
         parts = []
         for kind, val, cand in (
             (0, val_warm, comp.seen_idx),
@@ -388,26 +410,66 @@ class HybridScorer(ContentScorer):
         if len(users) < MIN_NEW_HISTORY_USERS:
             log.info("hybrid: %d validation users with a new item and held-out pairs; the new-item "
                      "history takes the warm weights", len(users))  # fmt: skip
-            return np.concatenate([weights, weights[:1]])
+            return weights, None
         starts, counts = val_cold.indptr[users], np.diff(val_cold.indptr)[users]
         first = val_cold.indices[starts + (rng.random(len(users)) * counts).astype(np.int64)]
         hist = sp.csr_matrix((np.ones(len(users), np.float32), (np.arange(len(users)), first)), shape=(len(users), train_m.shape[1]))
         cand = self._candidates(comp.seen_idx, val_warm[users], rng)
         third = self._softmax_weights([(0, self._part(hist, val_warm[users], cand, comp))], 1)
-        return np.concatenate([weights, third])
+        return weights, third[0]
 
-    def _fit_new_user_weights(self, data: Dataset, weighted: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
-        """The ``new-user`` and ``new-user-long`` rows, ``(2, 5)``: each by coordinate ascent on
-        :meth:`_new_user_ndcg` of its histories, from the warm row, taking only steps that gain.
-        The softmax likelihood the other rows are fit by stayed below popularity for
-        MovieLens's new users; ranking quality is what is asked of these rows. Too few users
-        to hold out: the warm row; too few with a long history: the ``new-user`` row."""
+    def _collab_scale(self, weighted: sp.csr_matrix) -> float:
+        """The warm row's collaborative scale: of ``collab_scales``, the one whose row ranks
+        best (NDCG@10) the pairs held out of one more EASE fit: 20% of the pairs of
+        ``rank_share`` of the users with 5 or more (at most 2,000), no item held out. The
+        softmax likelihood the warm row is fit by rewards popularity's broad mass over all
+        items more than a top-10 list does (see the README's figures). 1 where there are too
+        few users, or ``rank_share`` is 0."""
+        c = self.config
+        scales = [float(f) for f in c.collab_scales] or [1.0]
+        eligible = np.flatnonzero(weighted.getnnz(axis=1) >= 5)
+        k = min(int(round(len(eligible) * c.rank_share)), 2000)
+        if k < MIN_NEW_HISTORY_USERS or len(scales) < 2:
+            return 1.0
+        rng = np.random.default_rng((c.seed, 2))  # draws of its own: the other fits' are as they were
+        is_val = np.zeros(weighted.shape[0], dtype=bool)
+        is_val[rng.choice(eligible, k, replace=False)] = True
+        coo = weighted.tocoo()
+        held = is_val[coo.row] & (rng.random(coo.nnz) < 0.2)
+
+        def part(mask: np.ndarray) -> sp.csr_matrix:
+            return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=weighted.shape)
+
+        train, val = part(~held), _binary(part(held))
+        hist = _binary(train)
+        comp = _Components(self.item_vectors_, hist, train, c)
+        users = np.flatnonzero(val[:, comp.seen_idx].getnnz(axis=1) > 0)
+        if len(users) < MIN_NEW_HISTORY_USERS:
+            return 1.0
+        cand = self._candidates(comp.seen_idx, val[users], rng)
+        cand = cand[comp.seen[cand]]
+        sig = self._candidate_signals(hist[users], comp, cand)
+        ndcg = self._ndcg_of_weights(sig, hist[users][:, cand].toarray() > 0, val[users], cand)
+        warm = self.weights_[0].astype(np.float64)
+        values = [ndcg(warm * np.array([f, 1, 1, 1, 1])) for f in scales]
+        best = scales[int(np.argmax(values))]
+        log.info("hybrid warm row's collaborative scale %s: NDCG@10 %s on %d users' held-out pairs", best,
+                 ", ".join(f"{f}: {v:.4f}" for f, v in zip(scales, values)), len(users))  # fmt: skip
+        return best
+
+    def _fit_new_user_weights(
+        self, data: Dataset, weighted: sp.csr_matrix, rng: np.random.Generator
+    ) -> list[np.ndarray | None]:
+        """The ``new-user`` and ``new-user-long`` rows, ``(5,)`` each: each by coordinate ascent
+        on :meth:`_new_user_ndcg` of its histories, from the warm row, taking only steps that
+        gain. The softmax likelihood the other rows are fit by stayed below popularity for
+        MovieLens's new users; ranking quality is what is asked of these rows. ``None`` for a
+        row with too few users to fit it on."""
         warm = self.weights_[0].astype(np.float64)
         bands = self._new_user_ndcg(data, weighted, rng)
-        rows = [warm, warm]
+        rows: list[np.ndarray | None] = [None, None]
         for k, ndcg in enumerate(bands or []):
             if ndcg is None:
-                rows[k] = rows[k - 1] if k else warm
                 continue
             w = warm.copy()
             best = start = ndcg(w)
@@ -419,9 +481,9 @@ class HybridScorer(ContentScorer):
                         v = ndcg(step)
                         if v > best + 1e-4:
                             best, w = v, step
-            rows[k] = w
+            rows[k] = w.astype(np.float32)
             log.info("hybrid %s weights: NDCG@10 %.4f on held-out users (from %.4f)", WEIGHT_ROWS[3 + k], best, start)
-        return np.stack(rows).astype(np.float32)
+        return rows
 
     def _new_user_ndcg(
         self, data: Dataset, weighted: sp.csr_matrix, rng: np.random.Generator
