@@ -139,22 +139,25 @@ def row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def carve_validation(
-    matrix: sp.csr_matrix, share: float, rng: np.random.Generator
-) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    matrix: sp.csr_matrix, share: float, rng: np.random.Generator, item_share: float | None = None,
+    max_users: int | None = None,
+) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:  # fmt: skip
     """Carve validation from training pairs: ``(train, warm, cold)``, same shape as ``matrix``.
 
-    Cold: ``share`` of the items with pairs, all their pairs held out (as the cold-item
-    protocol does). Warm: 20% of the remaining pairs of ``share`` of the users with five or
-    more pairs.
+    Cold: ``item_share`` (default ``share``) of the items with pairs, all their pairs held out
+    (as the cold-item protocol does). Warm: 20% of the remaining pairs of ``share`` of the
+    users with five or more pairs (at most ``max_users``).
     """
     coo = matrix.tocoo()
     items = np.flatnonzero(matrix.getnnz(axis=0) > 0)
-    n_cold = int(round(len(items) * share))
+    n_cold = int(round(len(items) * (share if item_share is None else item_share)))
     is_cold = np.zeros(matrix.shape[1], dtype=bool)
     if n_cold:
         is_cold[rng.choice(items, n_cold, replace=False)] = True
     eligible = np.flatnonzero(matrix.getnnz(axis=1) >= 5)
     n_val = int(round(len(eligible) * share))
+    if max_users is not None:
+        n_val = min(n_val, max_users)
     is_val_user = np.zeros(matrix.shape[0], dtype=bool)
     if n_val:
         is_val_user[rng.choice(eligible, n_val, replace=False)] = True

@@ -427,21 +427,11 @@ class HybridScorer(ContentScorer):
         few users, or ``rank_share`` is 0."""
         c = self.config
         scales = [float(f) for f in c.collab_scales] or [1.0]
-        eligible = np.flatnonzero(weighted.getnnz(axis=1) >= 5)
-        k = min(int(round(len(eligible) * c.rank_share)), 2000)
-        if k < MIN_NEW_HISTORY_USERS or len(scales) < 2:
+        if c.rank_share == 0 or len(scales) < 2:
             return 1.0
         rng = np.random.default_rng((c.seed, 2))  # draws of its own: the other fits' are as they were
-        is_val = np.zeros(weighted.shape[0], dtype=bool)
-        is_val[rng.choice(eligible, k, replace=False)] = True
-        coo = weighted.tocoo()
-        held = is_val[coo.row] & (rng.random(coo.nnz) < 0.2)
-
-        def part(mask: np.ndarray) -> sp.csr_matrix:
-            return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=weighted.shape)
-
-        train, val = part(~held), _binary(part(held))
-        hist = _binary(train)
+        train, val, _ = carve_validation(weighted, c.rank_share, rng, item_share=0.0, max_users=2000)
+        val, hist = _binary(val), _binary(train)
         comp = _Components(self.item_vectors_, hist, train, c)
         users = np.flatnonzero(val[:, comp.seen_idx].getnnz(axis=1) > 0)
         if len(users) < MIN_NEW_HISTORY_USERS:
