@@ -310,13 +310,13 @@ def test_the_warm_rows_collaborative_weight_is_scaled_by_the_best_ranking_scale(
     base = float(plain.weights_[0, 0])
     asked = []
 
-    def fake_ndcg(sig, seen, rel, cand):
-        assert sig.shape[:2] == (5, len(seen)) and rel.shape[0] == len(seen) >= 10  # held-out users and pairs
+    def fake_ndcg(self, hist, rel, comp, cand):
+        assert hist.shape == rel.shape and hist.shape[0] >= 10 and rel.nnz  # held-out users and pairs
         return lambda w: asked.append(w[0] / base) or -abs(w[0] / base - 3.0)
 
     weighted = value_weighted(data, data.matrix(), plain.config.values)
     with monkeypatch.context() as m:
-        m.setattr(hybrid.HybridScorer, "_ndcg_of_weights", staticmethod(fake_ndcg))
+        m.setattr(hybrid.HybridScorer, "_ndcg_of_weights", fake_ndcg)
         plain.config.rank_share = 0.5
         assert plain._collab_scale(weighted) == 3.0
         assert asked == pytest.approx([1.0, 1.5, 2.0, 3.0, 5.0], rel=1e-5)

@@ -438,8 +438,7 @@ class HybridScorer(ContentScorer):
             return 1.0
         cand = self._candidates(comp.seen_idx, val[users], rng)
         cand = cand[comp.seen[cand]]
-        sig = self._candidate_signals(hist[users], comp, cand)
-        ndcg = self._ndcg_of_weights(sig, hist[users][:, cand].toarray() > 0, val[users], cand)
+        ndcg = self._ndcg_of_weights(hist[users], val[users], comp, cand)
         warm = self.weights_[0].astype(np.float64)
         values = [ndcg(warm * np.array([f, 1, 1, 1, 1])) for f in scales]
         best = scales[int(np.argmax(values))]
@@ -537,18 +536,19 @@ class HybridScorer(ContentScorer):
             if cand is None:
                 cand = self._candidates(comp.seen_idx, rel, rng)
                 cand = cand[comp.seen[cand]]  # items only the held-out users had take the cold row: not ranked here
-            sig = self._candidate_signals(hist, comp, cand)
-            bands.append(self._ndcg_of_weights(sig, hist[:, cand].toarray() > 0, rel, cand))
+            bands.append(self._ndcg_of_weights(hist, rel, comp, cand))
         return bands
 
-    @staticmethod
     def _ndcg_of_weights(
-        sig: np.ndarray, seen: np.ndarray, rel: sp.csr_matrix, cand: np.ndarray
+        self, hist: sp.csr_matrix, rel: sp.csr_matrix, comp: _Components, cand: np.ndarray
     ) -> Callable[[np.ndarray], float]:
-        """NDCG@10 of the weighted signals ``sig`` ``(5, U, C)`` on candidates ``cand``, seen
-        items excluded; held-out items outside the candidates count as missed."""
+        """NDCG@10 of signal weights for the histories ``hist`` against their held-out items
+        ``rel``, ranking the candidates ``cand`` (seen items excluded; held-out items outside
+        the candidates count as missed)."""
         from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
 
+        sig = self._candidate_signals(hist, comp, cand)  # (5, U, C)
+        seen = hist[:, cand].toarray() > 0
         relevant = rel[:, cand].toarray() > 0
         n_rel = np.asarray(rel.getnnz(axis=1))
 
