@@ -138,3 +138,100 @@ def test_factors_shrunk_to_zero_by_l2_are_said(caplog):
     assert np.abs(collapsed.user_factors_ @ collapsed.item_factors_.T).max() < 1e-3
     assert len(caplog.messages) == 1
     assert "shrank to zero" in caplog.text and "l2=10000" in caplog.text and "smaller l2" in caplog.text
+
+
+def test_the_conjugate_gradient_sweeps_are_implicits():
+    """Without a prior, :func:`conjugate_gradient_step`'s sweeps from the same starting factors
+    give ``implicit``'s factors (its conjugate-gradient solver, three steps a row)."""
+    from metarec.models.baselines.implicit_mf import conjugate_gradient_step
+
+    x = _data(_rows(4)).matrix().astype(np.float64)
+    rng = np.random.default_rng(0)
+    users, items = rng.random((x.shape[0], 4)) * 0.01, rng.random((x.shape[1], 4)) * 0.01
+    with threadpool_limits(1, "blas"):
+        m = AlternatingLeastSquares(factors=4, regularization=3.0, alpha=2.5, iterations=5, random_state=0)
+        m.user_factors, m.item_factors = users.astype(np.float32), items.astype(np.float32)
+        m.fit(x.astype(np.float32).tocsr(), show_progress=False)
+    confidence = (x * 2.5).tocsr()
+    for _ in range(5):
+        conjugate_gradient_step(confidence, items, users, 3.0)
+        conjugate_gradient_step(confidence.T.tocsr(), users, items, 3.0)
+    np.testing.assert_allclose(users, m.user_factors, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(items, m.item_factors, rtol=1e-3, atol=1e-5)
+
+
+def test_a_prior_moves_the_least_squares_optimum_to_it():
+    """With enough steps a row reaches the exact solve of ``min sum c (p - x.y)^2 + l2 |x - m|^2``;
+    blocks of rows (a small ``CG_BLOCK_NNZ``) change nothing."""
+    import metarec.models.baselines.implicit_mf as mf
+
+    rng = np.random.default_rng(1)
+    conf = sp.random(30, 12, density=0.3, random_state=2, format="csr") * 4 + sp.csr_matrix((30, 12))
+    conf.data += 1.0
+    fixed, prior = rng.normal(size=(12, 5)), rng.normal(size=(30, 5))
+    solved = np.zeros((30, 5))
+    mf.conjugate_gradient_step(conf, fixed, solved, 2.0, prior, steps=20)
+    for r in range(30):
+        idx, c = conf[r].indices, conf[r].data[:, None]
+        a = fixed.T @ fixed + fixed[idx].T @ ((c - 1) * fixed[idx]) + 2.0 * np.eye(5)
+        np.testing.assert_allclose(solved[r], np.linalg.solve(a, (c * fixed[idx]).sum(0) + 2.0 * prior[r]), atol=1e-8)
+    blocked = np.zeros((30, 5))
+    old, mf.CG_BLOCK_NNZ = mf.CG_BLOCK_NNZ, 7
+    try:
+        mf.conjugate_gradient_step(conf, fixed, blocked, 2.0, prior, steps=20)
+    finally:
+        mf.CG_BLOCK_NNZ = old
+    np.testing.assert_allclose(blocked, solved, atol=1e-10)
+
+
+def _text_data():
+    """Two item families that read alike within each (item text), each bought by its own users;
+    ``rare`` has one pair, with a user of the other family, and reads like the first family."""
+    rows = [(f"a{u}", f"pump{i}", 1.0) for u in range(20) for i in range(6) if (u + i) % 3]
+    rows += [(f"b{u}", f"lens{i}", 1.0) for u in range(20) for i in range(6) if (u + i) % 3]
+    rows += [("b0", "rare", 1.0)]
+    names = {f"pump{i}": "vacuum pump for laboratory use" for i in range(6)}
+    names.update({f"lens{i}": "optical lens for a microscope" for i in range(6)}, rare="vacuum pump for laboratory use")
+    items = pd.DataFrame({"title": list(names.values())}, index=list(names))
+    return build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="ratings.csv", items=items,
+                         text_fields=("title",))  # fmt: skip
+
+
+def test_an_item_with_few_pairs_is_drawn_towards_the_items_that_read_like_it():
+    """``content``: the item factors' prior is a ridge map of the text vectors, so the one-pair
+    item that reads like the pumps ranks for the pump buyers higher than without; ``content=0``
+    (or data without text) is ``implicit``'s fit, unchanged."""
+    data = _text_data()
+    kw = dict(factors=4, l2=1.0, alpha=5.0, iterations=8, encoder="hashing-64", cache_dir="none")
+    with_text = make_scorer("ials", **kw).fit(data)
+    without = make_scorer("ials", content=0.0, **kw).fit(data)
+    pumps = [f"a{u}" for u in range(20)]
+    q = Queries(users=data.user_index(pumps), history=data.matrix()[data.user_index(pumps)])
+    rare = data.item_index(["rare"])[0]
+    lens = data.item_index([f"lens{i}" for i in range(6)])
+
+    def margin(model):  # how far the rare item is above the best lens, for each pump buyer
+        s = model.score(q, np.arange(data.n_items))
+        return s[:, rare] - s[:, lens].max(axis=1)
+
+    assert margin(with_text).mean() > margin(without).mean() + 0.05
+    assert (margin(with_text) > 0).mean() > (margin(without) > 0).mean()
+    plain = make_scorer("ials", factors=4, l2=1.0, alpha=5.0, iterations=8, seed=0).fit(_data(_rows(5)))  # no text
+    again = make_scorer("ials", factors=4, l2=1.0, alpha=5.0, iterations=8, seed=0, content=0.0).fit(_data(_rows(5)))
+    np.testing.assert_array_equal(plain.user_factors_, again.user_factors_)
+
+
+def test_without_the_text_extra_ials_fits_without_text_and_says_so(monkeypatch, caplog):
+    """iALS is a baseline: without sentence-transformers its default encoder is missing, so
+    it fits ``implicit``'s model (as with ``content=0``) and warns, instead of failing."""
+    import importlib.util
+    import logging
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sentence_transformers" else real(name, *a))
+    data = _text_data()
+    with caplog.at_level(logging.WARNING, logger="metarec.models.baselines.implicit_mf"):
+        got = make_scorer("ials", factors=4, iterations=4, seed=0, cache_dir="none").fit(data)
+    assert "pip install 'metarec[text]'" in caplog.text
+    plain = make_scorer("ials", factors=4, iterations=4, seed=0, content=0.0).fit(data)
+    np.testing.assert_array_equal(got.user_factors_, plain.user_factors_)

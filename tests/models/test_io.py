@@ -114,7 +114,7 @@ def test_the_id_indexes_follow_added_items_and_users(tmp_path):
 
 
 @pytest.mark.parametrize("name, missing, before", [("bpr", "popularity_correction", 0.0), ("ials", "values", "none"),
-                                                    ("ease", "values", "none")])  # fmt: skip
+                                                    ("ials", "content", 0.0), ("ease", "values", "none")])  # fmt: skip
 def test_a_directory_saved_before_a_setting_existed_loads_with_the_value_it_was_trained_with(
     tmp_path, name, missing, before
 ):
