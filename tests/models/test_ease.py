@@ -74,7 +74,8 @@ def test_the_hybrid_collaborative_signal_is_ease_on_the_same_weighted_pairs():
     got = {}
     for how in ("sqrt", "none"):
         got[how] = make_scorer("hybrid", encoder="hashing-32", values=how, l2=4.0).fit(data).components_.ease
-        assert got[how] == pytest.approx(make_scorer("ease", values=how, l2=4.0).fit(data).weights_, abs=1e-5)
+        ease = make_scorer("ease", values=how, l2=4.0, content=0.0).fit(data)  # (the hybrid reads text apart)
+        assert got[how] == pytest.approx(ease.weights_, abs=1e-5)
     assert got["sqrt"] != pytest.approx(got["none"], abs=1e-3)
     with pytest.raises(ConfigError, match="values='squared'"):
         make_scorer("hybrid", encoder="hashing-32", values="squared").fit(data)
@@ -99,3 +100,47 @@ def test_tags_join_the_gram_matrix_as_pseudo_users():
     assert np.abs(got.weights_ - make_scorer("ease", l2=2.0).fit(data).weights_).max() > 1e-3
     with pytest.raises(ConfigError, match="ease: tag_weight must be positive"):
         make_scorer("ease", tags="genres", tag_weight=0.0).fit(data)
+
+
+def test_the_text_prior_is_the_constrained_least_squares_solution():
+    """``ease_weights`` with ``content = (C, a)`` solves, column by column, ``min |x_j - X b|^2
+    + lambda |b - s_j|^2`` over ``b`` with ``b_j = 0``, ``S = a C C^T`` (a brute-force solve
+    of each column here); ``a = 0`` is Steck's EASE."""
+    import scipy.sparse as sp
+
+    from metarec.models.baselines.ease import ease_weights
+
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix((rng.random((40, 12)) < 0.3).astype(float))
+    c = rng.normal(size=(12, 5))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    c[3] = 0.0  # an item without text: no prior
+    got = ease_weights(x, 3.0, (c, 0.2))
+    gram, s = (x.T @ x).toarray(), 0.2 * (c @ c.T)
+    for j in range(12):
+        rest = [i for i in range(12) if i != j]
+        b = np.linalg.solve(gram[np.ix_(rest, rest)] + 3.0 * np.eye(11), gram[rest, j] + 3.0 * s[rest, j])
+        np.testing.assert_allclose(got[rest, j], b, rtol=1e-4, atol=1e-6)
+        assert got[j, j] == 0.0
+    np.testing.assert_allclose(ease_weights(x, 3.0, (c, 0.0)), ease_weights(x, 3.0), atol=1e-6)
+
+
+def test_items_that_read_alike_are_related_before_anyone_takes_both():
+    """``content``: two items no user has taken together, whose texts agree, score each other
+    above an unrelated item; without text (``content=0`` or data without it) they do not."""
+    rows = [(f"u{u}", "tent", 1.0) for u in range(5)] + [(f"v{u}", "tent-pegs", 1.0) for u in range(5)]
+    rows += [(f"w{u}", "kettle", 1.0) for u in range(5)] + [(f"u{u}", "lamp", 1.0) for u in range(3)]
+    names = {"tent": "camping tent for two", "tent-pegs": "camping tent pegs", "kettle": "electric kettle",
+             "lamp": "desk lamp"}  # fmt: skip
+    items = pd.DataFrame({"title": list(names.values())}, index=list(names))
+    data = build_dataset(pd.DataFrame(rows, columns=["user", "item", "value"]), source="ratings.csv", items=items,
+                         text_fields=("title",))  # fmt: skip
+    tent, pegs, kettle = data.item_index(["tent", "tent-pegs", "kettle"])
+    q = Queries.from_histories([-1], [[tent]], data.n_items)
+    kw = dict(l2=1.0, encoder="hashing-64", cache_dir="none")
+    s = make_scorer("ease", content=0.5, **kw).fit(data).score(q)[0]
+    assert s[pegs] > s[kettle] + 0.05
+    s0 = make_scorer("ease", content=0.0, **kw).fit(data).score(q)[0]
+    assert s0[pegs] == pytest.approx(s0[kettle], abs=1e-6)
+    plain = make_scorer("ease", l2=1.0).fit(_data(rows))  # no text: as content=0
+    np.testing.assert_allclose(plain.score(q)[0], s0, atol=1e-6)

@@ -230,7 +230,7 @@ def test_without_the_text_extra_ials_fits_without_text_and_says_so(monkeypatch, 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sentence_transformers" else real(name, *a))
     data = _text_data()
-    with caplog.at_level(logging.WARNING, logger="metarec.models.baselines.implicit_mf"):
+    with caplog.at_level(logging.WARNING, logger="metarec.encoders.content"):
         got = make_scorer("ials", factors=4, iterations=4, seed=0, cache_dir="none").fit(data)
     assert "pip install 'metarec[text]'" in caplog.text
     plain = make_scorer("ials", factors=4, iterations=4, seed=0, content=0.0).fit(data)

@@ -6,11 +6,13 @@ model records which encoder, template or vector file made its item vectors.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import string
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,3 +167,22 @@ def item_content(
     has = np.array([bool(t) for t in texts])
     vecs[~has] = 0.0
     return vecs, has
+
+
+def optional_item_content(data: Dataset, config: Any, model: str, setting: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`item_content` for a collaborative model that also reads text when it can
+    (``config`` holds :class:`ContentConfig`'s fields and ``setting``, the weight of text):
+    ``None`` when that weight is 0, the data has no text, or the text extra that the default
+    encoder needs is not installed (then with a warning: such a model runs without it)."""
+    import importlib.util
+
+    weight = getattr(config, setting)
+    c = ContentConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ContentConfig)})
+    if not weight > 0 or not (c.vectors or c.template or data.text_fields):
+        return None
+    if not (c.vectors or c.encoder.startswith("hashing")) and not importlib.util.find_spec("sentence_transformers"):
+        log.warning("%s: the items' text is not used (%s=%g) without sentence-transformers: pip install "
+                    "'metarec[text]' to use it, or --param %s.%s=0 to say so", model, setting, weight, model, setting)
+        return None
+    vectors, has = item_content(data, c)
+    return (vectors, has) if has.any() else None

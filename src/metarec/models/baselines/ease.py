@@ -21,6 +21,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
+from metarec.encoders.content import ContentConfig, optional_item_content
 from metarec.errors import ConfigError
 from metarec.models.base import Queries, Scorer
 
@@ -118,10 +119,16 @@ def with_tags(data: Dataset, matrix: sp.csr_matrix, tags: str, weight: float, mo
     return sp.vstack([matrix, tag_matrix(data, columns, model) * (weight * mean)]).tocsr()
 
 
-def ease_weights(matrix: sp.csr_matrix, l2: float) -> np.ndarray:
+def ease_weights(matrix: sp.csr_matrix, l2: float, content: tuple[np.ndarray, float] | None = None) -> np.ndarray:
     """EASE's item-item matrix ``B`` (float32, zero diagonal) for a user x item matrix, binary
     or weighted; ``l2`` is relative to the mean squared entry (1 for a binary matrix), so one
     penalty suits both.
+
+    ``content = (C, a)``: ``B`` is drawn towards ``S = a (C C^T)`` off the diagonal (``C``:
+    unit text vectors of the items, zero rows for items without) instead of towards zero:
+    ``min ||X - XB||^2 + lambda ||B - S||^2`` subject to ``diag(B) = 0``, whose solution is
+    ``M - P diag(mu)`` with ``M = P (G + lambda S)`` and ``mu = diag(M) / diag(P)`` (``P G =
+    I - lambda P``, so ``M`` needs ``P C``, not a second dense product).
 
     >>> import scipy.sparse as sp
     >>> b = ease_weights(sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1.0]])), l2=1.0)
@@ -130,16 +137,25 @@ def ease_weights(matrix: sp.csr_matrix, l2: float) -> np.ndarray:
     """
     gram = (matrix.T @ matrix).toarray().astype(np.float64)  # (I, I)
     scale = float(np.mean(np.square(matrix.data))) if matrix.nnz else 1.0
-    gram[np.diag_indices_from(gram)] += l2 * scale
+    lam = l2 * scale
+    gram[np.diag_indices_from(gram)] += lam
     p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-    b = -p / np.diag(p)[None, :]
+    if content is None:
+        b = -p / np.diag(p)[None, :]
+    else:
+        vectors, a = content
+        c = vectors.astype(np.float64)
+        b = (lam * a) * ((p @ c) @ c.T)  # lambda P S, S's diagonal taken out below
+        b -= p * (lam * (1.0 + a * np.einsum("if,if->i", c, c)))[None, :]
+        b[np.diag_indices_from(b)] += 1.0  # M = I - lambda P + lambda P S
+        b -= p * (np.diag(b) / np.diag(p))[None, :]
     b[np.diag_indices_from(b)] = 0.0
     return b.astype(np.float32)
 
 
 @dataclass
-class EASEConfig:
-    """Attributes:
+class EASEConfig(ContentConfig):
+    """Attributes (besides :class:`~metarec.encoders.ContentConfig`'s, used when items have text):
     l2: the L2 penalty lambda (about 500 suits MovieLens-sized data), relative to the mean
         squared pair weight.
     values: how event values weight the pairs: ``sqrt`` (default; chosen on a development
@@ -147,6 +163,12 @@ class EASEConfig:
     tags: item columns whose values join the matrix as pseudo-users (:func:`with_tags`);
         ``auto``: the data's declared ``tag_fields``; ``""`` (default): none.
     tag_weight: a tag pair's weight over the mean pair's.
+    content: where items have text, ``B`` is drawn towards ``content`` times the cosine
+        similarity of the items' text vectors instead of towards zero (see
+        :func:`ease_weights`): items that read alike are related before any user says so,
+        and the data overrides it where it speaks. 0 (default): Steck's EASE. 0.03 lifts
+        EASE on four development splits of MovieLens-100K, but not the ensemble that has
+        it as a member (see the README), so it is not the default yet.
     max_items: refuse larger catalogues: EASE inverts a dense items x items matrix.
     """
 
@@ -154,6 +176,7 @@ class EASEConfig:
     values: str = "sqrt"
     tags: str = ""
     tag_weight: float = 2.0
+    content: float = 0.0
     max_items: int = 30_000
 
 
@@ -173,7 +196,9 @@ class EASEScorer(Scorer):
                 "(--min-core) or use ials/itemknn"
             )
         c = self.config
-        self.weights_ = ease_weights(with_tags(data, value_weighted(data, matrix, c.values), c.tags, c.tag_weight, self.name), c.l2)
+        weighted = with_tags(data, value_weighted(data, matrix, c.values), c.tags, c.tag_weight, self.name)
+        text = optional_item_content(data, c, self.name, "content")
+        self.weights_ = ease_weights(weighted, c.l2, None if text is None else (text[0], c.content))
 
     def _score(self, queries: Queries) -> np.ndarray:
         s = np.asarray(queries.history @ self.weights_)  # (n, I)

@@ -26,8 +26,6 @@ record was never used for tuning.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import logging
 from dataclasses import dataclass
 
@@ -36,7 +34,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from metarec.data.dataset import Dataset
-from metarec.encoders.content import ContentConfig, item_content
+from metarec.encoders.content import ContentConfig, optional_item_content
 from metarec.models.base import Queries, Scorer
 from metarec.models.baselines.ease import value_weight, value_weighted, with_tags
 
@@ -287,7 +285,7 @@ class IALSScorer(_FactorScorer):
         self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         weighted = with_tags(data, weighted, c.tags, c.tag_weight, self.name)
-        vectors = self._content(data)
+        vectors = optional_item_content(data, c, self.name, "content")
         if vectors is not None:
             self.user_factors_, self.item_factors_ = self._fit_with_content(weighted, *vectors)
             self.user_factors_ = self.user_factors_[: matrix.shape[0]]  # no pseudo-users
@@ -303,21 +301,6 @@ class IALSScorer(_FactorScorer):
         self.user_factors_ = np.asarray(model.user_factors[: matrix.shape[0]], dtype=np.float32)  # no pseudo-users
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
         self._warn_if_collapsed(matrix)
-
-    def _content(self, data: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
-        """The items' text vectors and which items have text, when ``content`` is on and the
-        data has text (else ``None``: ``implicit``'s fit)."""
-        c = self.config
-        if not c.content > 0 or not (c.vectors or c.template or data.text_fields):
-            return None
-        config = ContentConfig(**{f.name: getattr(c, f.name) for f in dataclasses.fields(ContentConfig)})
-        if not (config.vectors or config.encoder.startswith("hashing")) and not importlib.util.find_spec("sentence_transformers"):
-            # iALS is a baseline, which runs without the text extra: then it does without text.
-            log.warning("ials: the items' text is not used (content=%g) without sentence-transformers: "
-                        "pip install 'metarec[text]' to use it, or --param ials.content=0 to say so", c.content)
-            return None
-        vectors, has = item_content(data, config)
-        return (vectors, has) if has.any() else None
 
     def _fit_with_content(self, weighted: sp.csr_matrix, vectors: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """iALS sweeps (:func:`conjugate_gradient_step`) with the item factors' prior the
