@@ -235,3 +235,19 @@ def test_without_the_text_extra_ials_fits_without_text_and_says_so(monkeypatch, 
     assert "pip install 'metarec[text]'" in caplog.text
     plain = make_scorer("ials", factors=4, iterations=4, seed=0, content=0.0).fit(data)
     np.testing.assert_array_equal(got.user_factors_, plain.user_factors_)
+
+
+def test_the_text_prior_is_the_ridge_regression_of_the_factors_on_the_text():
+    """:class:`TextPrior` keeps only a small inverse, and gives what the explicit regression
+    (text vectors plus a constant column, zero rows for items without text) gives."""
+    from metarec.models.baselines.implicit_mf import TextPrior
+
+    rng = np.random.default_rng(3)
+    vectors, factors = rng.normal(size=(30, 6)).astype(np.float32), rng.normal(size=(30, 4))
+    has = rng.random(30) < 0.8
+    x = np.hstack([vectors, np.ones((30, 1))]) * has[:, None]
+    reg = 0.7 * np.mean(np.diag(x.T @ x)[:6])
+    expected = x @ np.linalg.solve(x.T @ x + reg * np.eye(7), x.T @ factors)
+    got = TextPrior(vectors, has, 0.7)(factors)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.all(got[~has] == 0.0)

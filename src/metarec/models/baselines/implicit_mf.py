@@ -136,16 +136,29 @@ def _row_blocks(indptr: np.ndarray, nnz: int) -> list[tuple[int, int]]:
     return out
 
 
-def content_prior_map(vectors: np.ndarray, has: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, P)`` such that ``X @ (P @ V)`` is the ridge regression of item factors ``V`` on
-    the items' content: ``X`` the content vectors with a constant column (zero rows for items
-    without content, whose prior is then zero), ``P = (X'X + r I)^-1 X'`` with ``r`` = ``ridge``
-    times the mean of ``X'X``'s diagonal over the content columns."""
-    x = np.hstack([vectors.astype(np.float64), np.ones((len(vectors), 1))])
-    x[~has] = 0.0
-    xtx = x.T @ x
-    reg = ridge * float(np.mean(np.diag(xtx)[:-1]))
-    return x, np.linalg.solve(xtx + reg * np.eye(len(xtx)), x.T)
+class TextPrior:
+    """The ridge regression of item factors on the items' text vectors (with a constant), the
+    prior mean of iALS's item factors: ``prior(V) = X (X'X + r I)^-1 X' V`` for ``X`` the
+    vectors of the items that have text (zero rows, so a zero prior, for the others) and ``r``
+    = ``ridge`` times the mean of ``X'X``'s diagonal over the text columns. Only the small
+    ``(d + 1) x (d + 1)`` inverse is kept beside the vectors, so a catalogue of a million items
+    costs its ``(I, d)`` float32 vectors and one ``(I, F)`` prior, not ``(I, d)`` float64 copies."""
+
+    def __init__(self, vectors: np.ndarray, has: np.ndarray, ridge: float) -> None:
+        self.x = np.where(has[:, None], vectors, 0.0).astype(np.float32)
+        self.has = has.astype(np.float64)
+        d = self.x.shape[1]
+        xtx = np.empty((d + 1, d + 1))
+        xtx[:d, :d] = self.x.T.astype(np.float64) @ self.x
+        xtx[:d, d] = xtx[d, :d] = self.has @ self.x
+        xtx[d, d] = self.has.sum()
+        reg = ridge * float(np.mean(np.diag(xtx)[:d]))
+        self.inverse = np.linalg.inv(xtx + reg * np.eye(d + 1))
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        xtv = np.vstack([self.x.T @ factors, self.has @ factors])  # (d + 1, F)
+        w = self.inverse @ xtv
+        return self.x @ w[:-1] + np.outer(self.has, w[-1])
 
 
 def softmax_fold_in(
@@ -311,11 +324,10 @@ class IALSScorer(_FactorScorer):
         rng = np.random.default_rng(c.seed)
         users = rng.random((confidence.shape[0], c.factors)) * 0.01  # implicit's initialisation
         items = rng.random((confidence.shape[1], c.factors)) * 0.01
-        x, projector = content_prior_map(vectors, has, c.content_ridge)
+        text = TextPrior(vectors, has, c.content_ridge)
         for _ in range(c.iterations):
             conjugate_gradient_step(confidence, items, users, c.l2)
-            prior = c.content * (x @ (projector @ items))
-            conjugate_gradient_step(by_item, users, items, c.l2, prior)
+            conjugate_gradient_step(by_item, users, items, c.l2, c.content * text(items))
         return users.astype(np.float32), items.astype(np.float32)
 
     def _warn_if_collapsed(self, matrix: sp.csr_matrix) -> None:
