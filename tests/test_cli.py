@@ -103,7 +103,8 @@ def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ease", "--param", "l2=lots", "--out", "{d}/m"],
          "error: ease: l2 must be a number, not 'lots'"),
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ease", "--param", "lambda=3", "--out", "{d}/m"],
-         "error: ease: unknown parameter(s) 'lambda'; parameters are l2, values, tags, tag_weight, max_items"),
+         "error: ease: unknown parameter(s) 'lambda'; parameters are encoder, template, vectors, cache_dir, device, "
+         "allow_download, l2, values, tags, tag_weight, content, max_items"),
     ],
 )
 def test_errors_are_one_line(argv, message, world_dir, capsys):
