@@ -169,6 +169,11 @@ def item_content(
     return vecs, has
 
 
+def content_config_of(config: Any) -> ContentConfig:
+    """The :class:`ContentConfig` inside a model's config (whose class extends it)."""
+    return ContentConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ContentConfig)})
+
+
 def optional_item_content(data: Dataset, config: Any, model: str, setting: str) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`item_content` for a collaborative model that also reads text when it can
     (``config`` holds :class:`ContentConfig`'s fields and ``setting``, the weight of text):
@@ -177,7 +182,7 @@ def optional_item_content(data: Dataset, config: Any, model: str, setting: str) 
     import importlib.util
 
     weight = getattr(config, setting)
-    c = ContentConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ContentConfig)})
+    c = content_config_of(config)
     if not weight > 0 or not (c.vectors or c.template or data.text_fields):
         return None
     if not (c.vectors or c.encoder.startswith("hashing")) and not importlib.util.find_spec("sentence_transformers"):

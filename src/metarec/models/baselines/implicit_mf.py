@@ -300,19 +300,18 @@ class IALSScorer(_FactorScorer):
         weighted = with_tags(data, weighted, c.tags, c.tag_weight, self.name)
         vectors = optional_item_content(data, c, self.name, "content")
         if vectors is not None:
-            self.user_factors_, self.item_factors_ = self._fit_with_content(weighted, *vectors)
-            self.user_factors_ = self.user_factors_[: matrix.shape[0]]  # no pseudo-users
-            self._warn_if_collapsed(matrix)
-            return
-        # implicit wants single-threaded BLAS while it runs its own threads.
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=c.factors, regularization=c.l2, alpha=c.alpha, iterations=c.iterations,
-                random_state=c.seed, num_threads=0,
-            )  # fmt: skip
-            model.fit(weighted.astype(np.float32), show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors[: matrix.shape[0]], dtype=np.float32)  # no pseudo-users
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+            users, items = self._fit_with_content(weighted, *vectors)
+        else:
+            # implicit wants single-threaded BLAS while it runs its own threads.
+            with threadpool_limits(1, "blas"):
+                model = AlternatingLeastSquares(
+                    factors=c.factors, regularization=c.l2, alpha=c.alpha, iterations=c.iterations,
+                    random_state=c.seed, num_threads=0,
+                )  # fmt: skip
+                model.fit(weighted.astype(np.float32), show_progress=False)
+            users, items = model.user_factors, model.item_factors
+        self.user_factors_ = np.asarray(users[: matrix.shape[0]], dtype=np.float32)  # no pseudo-users
+        self.item_factors_ = np.asarray(items, dtype=np.float32)
         self._warn_if_collapsed(matrix)
 
     def _fit_with_content(self, weighted: sp.csr_matrix, vectors: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -328,7 +327,7 @@ class IALSScorer(_FactorScorer):
         for _ in range(c.iterations):
             conjugate_gradient_step(confidence, items, users, c.l2)
             conjugate_gradient_step(by_item, users, items, c.l2, c.content * text(items))
-        return users.astype(np.float32), items.astype(np.float32)
+        return users, items
 
     def _warn_if_collapsed(self, matrix: sp.csr_matrix) -> None:
         """Say so when ``l2`` has shrunk the factors to zero. On data where most users and items

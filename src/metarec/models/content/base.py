@@ -3,13 +3,11 @@ with the model, and extendable by new items without retraining."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
-from metarec.encoders.content import ContentConfig, item_content
+from metarec.encoders.content import ContentConfig, content_config_of, item_content
 from metarec.models.base import Scorer
 from metarec.ranking import nearest
 
@@ -25,8 +23,7 @@ class ContentScorer(Scorer):
         return True
 
     def content_config(self) -> ContentConfig:
-        names = {f.name for f in dataclasses.fields(ContentConfig)}
-        return ContentConfig(**{k: v for k, v in dataclasses.asdict(self.config).items() if k in names})
+        return content_config_of(self.config)
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         self.item_vectors_, self.has_content_ = item_content(data, self.content_config())
