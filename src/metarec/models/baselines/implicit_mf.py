@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from metarec.data.dataset import Dataset
 from metarec.encoders.content import ContentConfig, optional_item_content
+from metarec.errors import ConfigError
 from metarec.models.base import Queries, Scorer
 from metarec.models.baselines.ease import value_weight, value_weighted, with_tags
 
@@ -266,7 +267,7 @@ class IALSConfig(ContentConfig):
         conjugate-gradient steps), since ``implicit`` has no prior. Chosen on four
         development splits of MovieLens-100K (see the README).
     content_ridge: that regression's penalty, relative to the mean squared text vector
-        entry summed over items (the mean diagonal of ``X'X``).
+        entry summed over items (the mean diagonal of ``X'X``); positive while ``content`` is on.
     iterations: ALS sweeps.
     seed: random initialisation.
     """
@@ -298,6 +299,8 @@ class IALSScorer(_FactorScorer):
         self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         weighted = with_tags(data, weighted, c.tags, c.tag_weight, self.name)
+        if c.content > 0 and not c.content_ridge > 0:  # X'X is singular with fewer items than dimensions
+            raise ConfigError(f"ials: content_ridge must be positive while content is on, not {c.content_ridge!r}")
         vectors = optional_item_content(data, c, self.name, "content")
         if vectors is not None:
             users, items = self._fit_with_content(weighted, *vectors)
