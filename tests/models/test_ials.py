@@ -255,7 +255,10 @@ def test_the_text_prior_is_the_ridge_regression_of_the_factors_on_the_text():
 
 def test_a_text_prior_without_a_ridge_is_refused():
     """``content_ridge = 0`` would invert a singular matrix (fewer items than dimensions):
-    refused by name; with ``content = 0`` it reads nothing and is not refused."""
+    refused by name when the model is made, before any training (so an ensemble with such a
+    member fails before its first fold); with ``content = 0`` it reads nothing and is not refused."""
     with pytest.raises(ConfigError, match="ials: content_ridge must be positive while content is on, not 0.0"):
-        make_scorer("ials", content_ridge=0.0, encoder="hashing-64", cache_dir="none").fit(_text_data())
+        make_scorer("ials", content_ridge=0.0, encoder="hashing-64", cache_dir="none")
+    with pytest.raises(ConfigError, match="ials: content_ridge must be positive while content is on, not 0.0"):
+        make_scorer("ensemble", members="ease,ials", **{"ials.content_ridge": 0.0})
     make_scorer("ials", factors=4, iterations=2, content=0.0, content_ridge=0.0).fit(_text_data())

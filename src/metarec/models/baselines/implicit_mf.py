@@ -291,6 +291,12 @@ class IALSScorer(_FactorScorer):
     Config = IALSConfig
     saved_before = {"values": "none", "tags": "", "content": 0.0}  # binary pairs, no pseudo-users, no text
 
+    def __init__(self, config: IALSConfig | None = None, **params) -> None:
+        super().__init__(config, **params)
+        c = self.config
+        if c.content > 0 and not c.content_ridge > 0:  # X'X is singular with fewer items than dimensions
+            raise ConfigError(f"ials: content_ridge must be positive while content is on, not {c.content_ridge!r}")
+
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
@@ -299,8 +305,6 @@ class IALSScorer(_FactorScorer):
         self.value_scale_ = float(weighted.data.mean()) if weighted.nnz else 1.0  # 1 when binary
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         weighted = with_tags(data, weighted, c.tags, c.tag_weight, self.name)
-        if c.content > 0 and not c.content_ridge > 0:  # X'X is singular with fewer items than dimensions
-            raise ConfigError(f"ials: content_ridge must be positive while content is on, not {c.content_ridge!r}")
         vectors = optional_item_content(data, c, self.name, "content")
         if vectors is not None:
             users, items = self._fit_with_content(weighted, *vectors)
