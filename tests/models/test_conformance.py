@@ -84,11 +84,13 @@ def test_scores_have_the_contract_shape(name, fitted, world):
 @pytest.mark.parametrize("name", ALL)
 def test_items_never_trained_on(name, world):
     """Remove every event of items 0..9: collaborative scorers cannot score them (NaN),
-    content scorers score them from their text."""
+    content scorers score them from their text, and so do iALS with its text prior and an
+    ensemble with a member that reads text (``can_add_items``)."""
     keep = world.interactions["item"].to_numpy() >= 10
     s = make_scorer(name).fit(world.subset(keep))
     scores = s.score(Queries(np.arange(3), world.subset(keep).matrix()[:3]))
-    if name in CONTENT:
+    assert s.can_add_items == (name in CONTENT or name in ("ials", "ensemble"))  # the world has text
+    if s.can_add_items:
         assert np.isfinite(scores).all()
     else:
         assert np.isnan(scores[:, :10]).all()

@@ -262,3 +262,70 @@ def test_a_text_prior_without_a_ridge_is_refused():
     with pytest.raises(ConfigError, match="ials: content_ridge must be positive while content is on, not 0.0"):
         make_scorer("ensemble", members="ease,ials", **{"ials.content_ridge": 0.0})
     make_scorer("ials", factors=4, iterations=2, content=0.0, content_ridge=0.0).fit(_text_data())
+
+
+def _text_model(data, **kw):
+    return make_scorer("ials", factors=4, l2=1.0, alpha=5.0, iterations=8, encoder="hashing-64", cache_dir="none", **kw).fit(data)
+
+
+def test_an_item_without_pairs_gets_the_factors_its_text_predicts():
+    """Known answer: a new item's factors are the prior mean of training, ``content`` times the
+    ridge regression of the trained items' factors on their text, at its text vector; an item
+    of the catalogue that training saw without a pair gets the same (it is scored: NaN before
+    iALS read text), and so does the same text added later."""
+    from metarec.encoders import make_encoder
+    from metarec.models.baselines.implicit_mf import TextPrior
+
+    full = _text_data()
+    rare = full.item_index(["rare"])[0]
+    data = full.subset(full.interactions["item"].to_numpy() != rare)  # rare: text, no pair
+    m = _text_model(data, content=0.8)
+    assert m.can_add_items and not m.known_items_[rare] and m.text_items_[rare]
+    encode = make_encoder(m.content_config()).encode
+    x = encode(["vacuum pump for laboratory use"])
+    (new,) = m.add_items(x)
+    trained = np.flatnonzero(m.known_items_)
+    w = TextPrior(encode(list(data.items["title"].iloc[trained])), np.ones(len(trained), dtype=bool),
+                  m.config.content_ridge).weights(m.item_factors_[trained].astype(np.float64))  # fmt: skip
+    np.testing.assert_allclose(m.item_factors_[new], 0.8 * (x[0] @ w[:-1] + w[-1]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m.item_factors_[rare], m.item_factors_[new], rtol=1e-5, atol=1e-7)  # the same text
+    hist = sp.hstack([data.matrix(), sp.csr_matrix((data.n_users, 1))]).tocsr()
+    assert np.isfinite(m.score(Queries(np.arange(data.n_users), hist))).all()
+    plain = make_scorer("ials", content=0.0, factors=4).fit(data)
+    assert np.isnan(plain.score(Queries(np.arange(3), data.matrix()[:3]))[:, rare]).all()
+
+
+def test_a_loaded_ials_takes_new_items_from_their_text(tmp_path):
+    """Through a model directory, as ``PUT /items`` does: a new item that reads like the pumps
+    ranks above every lens for the pump buyers; re-described as a lens it falls below them.
+    An item trained on keeps its factors when its text changes (until retrained); ``content=0``
+    refuses new items, and a model saved before iALS read text loads and scores as before."""
+    from metarec.models.io import load_model, save_model
+
+    data = _text_data()
+    save_model(_text_model(data), data, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    assert model.scorer.can_add_items
+    (idx,) = model.add_items(["new-pump"], ["vacuum pump for laboratory use"])
+    lenses = [f"lens{i}" for i in range(6)]
+
+    def position(item):  # of ``item`` for a pump buyer, against the best lens
+        ranked = [i for i, _ in model.recommend(None, history=["pump0", "pump1"], n=len(model.item_ids))]
+        return ranked.index(item) - min(ranked.index(i) for i in lenses)
+
+    assert position("new-pump") < 0
+    model.update_items(["new-pump"], ["optical lens for a microscope"])
+    assert position("new-pump") > 0
+    trained = model.scorer.item_factors_[data.item_index(["pump2"])[0]].copy()
+    model.update_items(["pump2"], ["optical lens for a microscope"])
+    np.testing.assert_array_equal(model.scorer.item_factors_[data.item_index(["pump2"])[0]], trained)
+    save_model(_text_model(data, content=0.0), data, tmp_path / "plain")
+    with pytest.raises(ConfigError, match="cannot score an item from its content"):
+        load_model(tmp_path / "plain").add_items(["x"], ["vacuum pump"])
+    old = make_scorer("ials", content=0.0, factors=4).fit(data)
+    state = {k: v for k, v in old.get_state().items() if k not in ("text_items", "new_item_map")}
+    restored = make_scorer("ials", content=0.0, factors=4)
+    restored.set_state(state)
+    q = Queries(np.arange(3), data.matrix()[:3])
+    np.testing.assert_array_equal(restored.score(q), old.score(q))
+    assert not restored.can_add_items

@@ -244,6 +244,31 @@ def test_a_served_ensemble_recommends_a_posted_item_at_once(tmp_path):
             assert "fresh" in ids(session)
 
 
+def test_a_served_ials_ranks_a_posted_item_by_its_text(tmp_path):
+    """iALS trained with item text takes PUT /items: a new item's factors are those its text
+    predicts, so an item posted with the text of the most popular item ranks above one posted
+    with the text of the least popular (neither known to training: only the text differs),
+    also after a restart that replays the store."""
+    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))
+    path = tmp_path / "ials"
+    save_model(make_scorer("ials", encoder="hashing-128", cache_dir="none").fit(data), data, path)
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    counts = np.bincount(data.interactions["item"], minlength=data.n_items)
+    top, bottom = int(counts.argmax()), int(counts.argmin())
+
+    def text(i):
+        return ". ".join(str(data.items[c].iloc[i]) for c in ("title", "description"))
+
+    for restart in (False, True):
+        with TestClient(create_app(path, store, "test-key")) as c:
+            if not restart:
+                for item_id, i in (("like-top", top), ("like-bottom", bottom)):
+                    assert c.put(f"/items/{item_id}", json={"text": text(i)}, headers=KEY).status_code == 200
+            session = c.post("/sessions/recommendations", json={"events": [{"item_id": data.item_ids[5]}], "n": 200})
+            ranked = ids(session)
+            assert ranked.index("like-top") < ranked.index("like-bottom")
+
+
 @pytest.fixture(scope="module")
 def network_dir(tmp_path_factory):
     """A multi-task network on a world whose users have attributes (one numeric)."""

@@ -535,7 +535,8 @@ class EnsembleScorer(Scorer):
             raise ConfigError(f"ensemble of {', '.join(self.member_names)}: no member scores items from their text")
         encoders = {(s.name, s.content_config().encoder, s.content_config().vectors) for s in scorers}
         if len({e[1:] for e in encoders}) > 1:
-            raise ConfigError(f"ensemble: members encode item text differently ({sorted(encoders)}); new items need one encoder")
+            raise ConfigError(f"ensemble: members encode item text differently ({sorted(encoders)}); new items need one "
+                              "encoder: give them the same (--param NAME.encoder=...)")  # fmt: skip
         return scorers
 
     def content_config(self) -> Any:

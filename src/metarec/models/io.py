@@ -206,15 +206,16 @@ class TrainedModel:
         return None if bounds is None else (float(bounds[0]), float(bounds[1]))
 
     def add_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
-        """Make new items recommendable at once from their text (content scorers, and
-        ensembles with a content member: ``Scorer.can_add_items``).
+        """Make new items recommendable at once from their text (content scorers, iALS trained
+        with item text, and ensembles with such a member: ``Scorer.can_add_items``).
 
         Encodes the texts with the model's own encoder (loaded once, then kept), appends the
         items to the catalogue and returns their indices. Raises ConfigError for a model that
         cannot score an item without interactions, or for an id already in the catalogue.
         """
         if not self.scorer.can_add_items:
-            raise ConfigError(f"model {self.scorer.name!r} cannot score an item from its content; use hybrid or content-knn")
+            raise ConfigError(f"model {self.scorer.name!r} cannot score an item from its content; use hybrid, content-knn, or ials "
+                              "trained with item text")  # fmt: skip
         found = self._indexes()[0].get_indexer([str(i) for i in item_ids])
         dup = [i for i, j in zip(item_ids, found) if j >= 0]
         if dup:

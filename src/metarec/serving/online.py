@@ -162,7 +162,7 @@ class OnlineRecommender:
 
         if persist:
             if item_id not in self.item_index and not self.can_add_items:
-                raise ConfigError(f"model {self.model.scorer.name!r} cannot add items from text; use hybrid or content-knn")
+                raise ConfigError(f"model {self.model.scorer.name!r} cannot add items from text; use hybrid, content-knn, or ials trained with item text")
             base = self.model.items.iloc[:0].reindex([0]).set_axis([item_id])
             given = {k: v for k, v in attributes.items() if k in base.columns}
             write_over(base, {item_id: given}, "item", f"PUT /items/{item_id}")

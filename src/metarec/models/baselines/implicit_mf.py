@@ -16,7 +16,9 @@ A new user is folded in with the same confidences: each history item's value fro
 Where items have text, iALS's item factors are drawn towards a ridge regression of the item
 factors on the items' text vectors instead of towards zero (``content``): the sweeps are then
 this module's (:func:`conjugate_gradient_step`, the conjugate-gradient steps ``implicit``
-takes, for all rows at once), since ``implicit`` has no such prior.
+takes, for all rows at once), since ``implicit`` has no such prior. An item without pairs,
+in the training catalogue or added later (``add_items``), then takes the factors its text
+predicts (:func:`new_item_map`), so iALS ranks new items too.
 
 Default hyper-parameters were chosen on development splits of MovieLens-100K (holdouts of
 the ``holdout`` protocol's training data: iALS's ``l2``, ``alpha`` and ``values``) and, for
@@ -34,7 +36,8 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from metarec.data.dataset import Dataset
-from metarec.encoders.content import ContentConfig, optional_item_content
+from metarec.encoders.base import normalize_rows
+from metarec.encoders.content import ContentConfig, content_config_of, optional_item_content
 from metarec.errors import ConfigError
 from metarec.models.base import Queries, Scorer
 from metarec.models.baselines.ease import value_weight, value_weighted, with_tags
@@ -156,10 +159,26 @@ class TextPrior:
         reg = ridge * float(np.mean(np.diag(xtx)[:d]))
         self.inverse = np.linalg.inv(xtx + reg * np.eye(d + 1))
 
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
+    def weights(self, factors: np.ndarray) -> np.ndarray:
+        """The regression's ``(d + 1, F)`` coefficients, the constant's last: an item with text
+        vector ``x`` has prior ``x @ w[:-1] + w[-1]``."""
         xtv = np.vstack([self.x.T @ factors, self.has @ factors])  # (d + 1, F)
-        w = self.inverse @ xtv
+        return self.inverse @ xtv
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        w = self.weights(factors)
         return self.x @ w[:-1] + np.outer(self.has, w[-1])
+
+
+def new_item_map(vectors: np.ndarray, has: np.ndarray, factors: np.ndarray, ridge: float, content: float) -> np.ndarray:
+    """``(d + 1, F)``: the factors of an item without pairs, ``[x, 1] @ map`` for its text
+    vector ``x``: the prior mean of training, ``content`` times the ridge regression
+    (:class:`TextPrior`) of the trained items' ``factors`` on their ``vectors`` (``has``: which
+    have text). An item nobody has been shown yet has no evidence against it, so it is not
+    shrunk as an item whose every user passed it by is (its item step with no pair would
+    shrink it by ``l2 (U'U + l2 I)^-1``: on MovieLens-100K ``cold-item`` that ranks the new
+    items with Recall@20 0.30 against the prior mean's 0.35)."""
+    return (content * TextPrior(vectors, has, ridge).weights(factors)).astype(np.float32)
 
 
 def softmax_fold_in(
@@ -223,8 +242,12 @@ class _FactorScorer(Scorer):
             rows = np.flatnonzero(~known)
             uf[~known] = self._fold_in(queries.history[rows], None if queries.values is None else queries.values[rows])
         s = uf @ self.item_factors_.T  # (n, I)
-        s[:, ~self.known_items_] = np.nan
+        s[:, ~self._scorable_items()] = np.nan
         return s
+
+    def _scorable_items(self) -> np.ndarray:
+        """Items with factors worth ranking: those trained on."""
+        return self.known_items_
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {**super().get_state(), "user_factors": self.user_factors_,
@@ -306,8 +329,18 @@ class IALSScorer(_FactorScorer):
         weighted = weighted.multiply(1.0 / self.value_scale_).tocsr()  # the mean pair weighs 1
         weighted = with_tags(data, weighted, c.tags, c.tag_weight, self.name)
         vectors = optional_item_content(data, c, self.name, "content")
+        #: Items with text (scorable without a pair), and the map from a text vector to the
+        #: factors of an item without pairs (:func:`new_item_map`); None without text.
+        self.text_items_ = np.zeros(data.n_items, dtype=bool)
+        self.new_item_map_: np.ndarray | None = None
         if vectors is not None:
             users, items = self._fit_with_content(weighted, *vectors)
+            trained, (x, has) = self.known_items_, vectors
+            if has[trained].any():  # (else nothing maps text to factors)
+                self.new_item_map_ = new_item_map(x[trained], has[trained], items[trained], c.content_ridge, c.content)
+                self.text_items_ = has.copy()
+                untrained = ~trained & has  # held no pair (a genre's pseudo-user's aside): the text's factors
+                items[untrained] = x[untrained] @ self.new_item_map_[:-1] + self.new_item_map_[-1]
         else:
             # implicit wants single-threaded BLAS while it runs its own threads.
             with threadpool_limits(1, "blas"):
@@ -335,6 +368,52 @@ class IALSScorer(_FactorScorer):
             conjugate_gradient_step(confidence, items, users, c.l2)
             conjugate_gradient_step(by_item, users, items, c.l2, c.content * text(items))
         return users, items
+
+    # ------------------------------------------------------------ new items
+    @property
+    def can_add_items(self) -> bool:
+        """Whether it was trained with item text (``content``): a new item's factors are then
+        those its text predicts (:meth:`add_items`)."""
+        return getattr(self, "new_item_map_", None) is not None
+
+    def content_config(self) -> ContentConfig:
+        """The encoder settings its item text was read with (new items need the same)."""
+        return content_config_of(self.config)
+
+    def _scorable_items(self) -> np.ndarray:
+        """Items trained on, and with text those never trained on (factors from their text)."""
+        return self.known_items_ | self.text_items_
+
+    def _text_factors(self, vectors: np.ndarray) -> np.ndarray:
+        if self.new_item_map_ is None:
+            raise ConfigError("ials was trained without item text (content=0, or data without text): "
+                              "it cannot score an item from its text")  # fmt: skip
+        x = normalize_rows(np.atleast_2d(vectors))  # as the encoders give them
+        return (x @ self.new_item_map_[:-1] + self.new_item_map_[-1]).astype(np.float32)
+
+    def add_items(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        """Append new items with the factors their text vectors predict (:func:`new_item_map`),
+        as an item of the catalogue without a pair gets in training; scorable at once.
+        Returns their indices."""
+        factors = self._text_factors(vectors)
+        start, n = self.n_items_, len(factors)
+        self.item_factors_ = np.vstack([self.item_factors_, factors])
+        self.known_items_ = np.concatenate([self.known_items_, np.zeros(n, dtype=bool)])
+        self.text_items_ = np.concatenate([self.text_items_, np.ones(n, dtype=bool)])
+        self.n_items_ = start + n
+        return np.arange(start, self.n_items_)
+
+    def update_items(self, indices: np.ndarray, vectors: np.ndarray, texts: list[str] | None = None) -> None:
+        """New text for existing items: an item never trained on takes the factors of its new
+        text at once; an item trained on keeps its learned factors (its pairs, which the model
+        does not keep, weigh in them with the text) until the model is trained again."""
+        indices = np.asarray(indices, dtype=np.int64)
+        factors = self._text_factors(vectors)
+        fresh = ~self.known_items_[indices]
+        self.item_factors_ = self.item_factors_.copy()
+        self.item_factors_[indices[fresh]] = factors[fresh]
+        self.text_items_ = self.text_items_.copy()
+        self.text_items_[indices] = True
 
     def _warn_if_collapsed(self, matrix: sp.csr_matrix) -> None:
         """Say so when ``l2`` has shrunk the factors to zero. On data where most users and items
@@ -365,15 +444,20 @@ class IALSScorer(_FactorScorer):
         return least_squares_fold_in(self.item_factors_, history, c.alpha, c.l2)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        state = super().get_state()
+        state = {**super().get_state(), "text_items": self.text_items_}
         if self.value_scale_ is not None:  # an older model, loaded, is saved as it was
             state["value_scale"] = np.asarray([self.value_scale_], dtype=np.float64)
+        if self.new_item_map_ is not None:
+            state["new_item_map"] = self.new_item_map_
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         super().set_state(state)
         # A model saved before iALS weighted its pairs has no scale: its fold-in stays binary.
         self.value_scale_ = float(state["value_scale"][0]) if "value_scale" in state else None
+        # Saved before iALS scored items from their text: it scores the items it trained on.
+        self.text_items_ = state["text_items"].astype(bool) if "text_items" in state else np.zeros(self.n_items_, dtype=bool)
+        self.new_item_map_ = state.get("new_item_map")
 
 
 @dataclass
