@@ -276,3 +276,35 @@ def test_a_model_trained_on_a_gpu_loads_and_takes_new_items_where_there_is_none(
     (idx,) = model.add_items(["brand-new"], ["blue tent model 777"])
     assert np.isfinite([s for i, s in model.recommend(None, history=["i12"], n=len(model.item_ids)) if i == "brand-new"]).all()
     assert load_model(tmp_path / "e").scorer.config.params["hybrid"]["device"] == "auto"
+
+
+def test_an_ensembles_content_models_set_the_encoder_and_ials_joins_where_it_agrees(caplog):
+    """iALS reads item text too, so it takes new items in an ensemble where it reads with the
+    content models' encoder; with another encoder it is left out of new items (NaN for it,
+    the hybrid decides, and a warning says so) instead of failing the ensemble; two content
+    models that disagree are refused, as before."""
+    import logging
+
+    import scipy.sparse as sp
+
+    from metarec.encoders import make_encoder
+
+    data, _ = checkerboard()
+    for ials_encoder, joins in (("hashing-64", True), ("hashing-128", False)):
+        ens = make_scorer("ensemble", members="ease,ials,hybrid", folds=1,
+                          **{"hybrid.encoder": "hashing-64", "ials.encoder": ials_encoder, "ials.cache_dir": "none"}).fit(data)  # fmt: skip
+        ials = ens.members_[1].scorers[0]
+        assert ials.can_add_items and ens.content_config().encoder == "hashing-64"
+        with caplog.at_level(logging.WARNING, logger="metarec.models.ensemble"):
+            (idx,) = ens.add_items(make_encoder(ens.content_config()).encode(["blue tent model 777"]))
+        assert ials.n_items_ == (data.n_items + 1 if joins else data.n_items)
+        assert ("ials read item text with another encoder" in caplog.text) != joins
+        hist = sp.hstack([data.matrix(), sp.csr_matrix((data.n_users, 1))]).tocsr()
+        q = Queries(np.arange(data.n_users), hist)
+        assert np.isfinite(ens.members_[1].score(q, "zscore")[:, idx]).all() == joins
+        assert np.isfinite(ens.score(q)[:, idx]).all()
+        caplog.clear()
+    both = make_scorer("ensemble", members="hybrid,content-knn", folds=1,
+                       **{"hybrid.encoder": "hashing-64", "content-knn.encoder": "hashing-128"}).fit(data)  # fmt: skip
+    with pytest.raises(ConfigError, match="members encode item text differently"):
+        both.content_config()

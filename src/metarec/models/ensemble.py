@@ -530,14 +530,31 @@ class EnsembleScorer(Scorer):
         return any(m.can_add_items for m in getattr(self, "members_", ()))
 
     def _content_scorers(self) -> list[Any]:
+        """The members that take new items from their text, all with one encoder (new items are
+        encoded once). The content models (``hybrid``, ``content-knn``, ...) set it and must
+        agree; a collaborative member that also reads text (``ials``) joins them where it reads
+        with the same encoder, and is otherwise left out of new items (NaN for it, as for EASE)."""
+        from metarec.models.content import ContentScorer
+
         scorers = [s for m in self.members_ if m.can_add_items for s in m.scorers]
         if not scorers:
             raise ConfigError(f"ensemble of {', '.join(self.member_names)}: no member scores items from their text")
-        encoders = {(s.name, s.content_config().encoder, s.content_config().vectors) for s in scorers}
+
+        def key(s: Any) -> tuple[str, str | None]:
+            return s.content_config().encoder, s.content_config().vectors
+
+        leaders = [s for s in scorers if isinstance(s, ContentScorer)] or scorers
+        encoders = {(s.name, *key(s)) for s in leaders}
         if len({e[1:] for e in encoders}) > 1:
             raise ConfigError(f"ensemble: members encode item text differently ({sorted(encoders)}); new items need one "
                               "encoder: give them the same (--param NAME.encoder=...)")  # fmt: skip
-        return scorers
+        left_out = sorted({s.name for s in scorers if key(s) != key(leaders[0])})
+        if left_out and not getattr(self, "_said_left_out", False):  # once, not at every new item
+            self._said_left_out = True
+            log.warning("ensemble: %s read item text with another encoder than %s, so new items are scored without "
+                        "them (--param %s.encoder=%s to include them)", ", ".join(left_out), leaders[0].name,
+                        left_out[0], key(leaders[0])[0])  # fmt: skip
+        return [s for s in scorers if key(s) == key(leaders[0])]
 
     def content_config(self) -> Any:
         """The content members' encoder settings (they must agree)."""
