@@ -340,7 +340,7 @@ class IALSScorer(_FactorScorer):
                 self.new_item_map_ = new_item_map(x[trained], has[trained], items[trained], c.content_ridge, c.content)
                 self.text_items_ = has.copy()
                 untrained = ~trained & has  # held no pair (a genre's pseudo-user's aside): the text's factors
-                items[untrained] = x[untrained] @ self.new_item_map_[:-1] + self.new_item_map_[-1]
+                items[untrained] = self._text_factors(x[untrained])
         else:
             # implicit wants single-threaded BLAS while it runs its own threads.
             with threadpool_limits(1, "blas"):
