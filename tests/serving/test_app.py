@@ -377,6 +377,23 @@ def test_a_user_the_model_knows_nothing_of_gets_what_is_popular_now(tmp_path):
         assert ids(c.get("/users/another/recommendations?n=5"))[0] == rare
 
 
+def test_a_new_item_put_to_a_model_that_cannot_score_text_is_422_naming_those_that_can(tmp_path):
+    """EASE has no way to score an item without interactions: the PUT is refused with the
+    models that can, nothing is stored, and an item EASE knows still takes a new text."""
+    data = make_world(WorldConfig(n_users=80, n_items=40, seed=4))
+    save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    app = create_app(tmp_path / "ease", f"sqlite:///{tmp_path / 'events.db'}", "test-key")
+    with TestClient(app) as c:
+        r = c.put("/items/brand-new", json={"text": "a new thing"}, headers=KEY)
+        assert r.status_code == 422
+        assert "'ease' cannot score an item from its content; use hybrid, content-knn, or ials" in r.json()["detail"]
+        assert c.get("/items/brand-new").status_code == 404
+        known = str(data.item_ids[0])
+        assert c.put(f"/items/{known}", json={"text": "retitled"}, headers=KEY).json() == {"id": known, "created": False}
+    with TestClient(create_app(tmp_path / "ease", f"sqlite:///{tmp_path / 'events.db'}", "test-key")) as c:
+        assert c.get("/items/brand-new").status_code == 404  # nothing of the refused PUT was stored
+
+
 def test_a_reload_reaches_every_worker_of_the_service_and_a_restarted_one(model_dir, tmp_path):
     """Two apps with one service id and one store are two workers of ``metarec serve --workers
     2``: a reload that one takes, the other serves from its next request. Before, it kept the

@@ -205,6 +205,13 @@ class TrainedModel:
         bounds = self.config.get("value_range")
         return None if bounds is None else (float(bounds[0]), float(bounds[1]))
 
+    def check_can_add_items(self) -> None:
+        """A ConfigError, naming the models that can, unless this model scores an item from its
+        text alone (the one message for ``add_items``, ``PUT /items`` and ``update_items``)."""
+        if not self.scorer.can_add_items:
+            raise ConfigError(f"model {self.scorer.name!r} cannot score an item from its content; use hybrid, content-knn, or ials "
+                              "trained with item text")  # fmt: skip
+
     def add_items(self, item_ids: list[str], texts: list[str]) -> np.ndarray:
         """Make new items recommendable at once from their text (content scorers, iALS trained
         with item text, and ensembles with such a member: ``Scorer.can_add_items``).
@@ -213,9 +220,7 @@ class TrainedModel:
         items to the catalogue and returns their indices. Raises ConfigError for a model that
         cannot score an item without interactions, or for an id already in the catalogue.
         """
-        if not self.scorer.can_add_items:
-            raise ConfigError(f"model {self.scorer.name!r} cannot score an item from its content; use hybrid, content-knn, or ials "
-                              "trained with item text")  # fmt: skip
+        self.check_can_add_items()
         found = self._indexes()[0].get_indexer([str(i) for i in item_ids])
         dup = [i for i, j in zip(item_ids, found) if j >= 0]
         if dup:
@@ -238,8 +243,7 @@ class TrainedModel:
         """Re-encode existing items whose text changed; scored from the new text at once."""
         from threadpoolctl import threadpool_limits
 
-        if not self.scorer.can_add_items:
-            raise ConfigError(f"model {self.scorer.name!r} does not read item text")
+        self.check_can_add_items()
         idx = self._indexes()[0].get_indexer([str(i) for i in item_ids])
         unknown = [i for i, j in zip(item_ids, idx) if j < 0]
         if unknown:

@@ -158,11 +158,9 @@ class OnlineRecommender:
         DataError naming the item and attribute when a value does not fit one of the model's
         numeric item columns (``"year": [1, 2]``), as retraining would read it; nothing is
         stored then (before, the PUT was acknowledged and the next retrain failed on it)."""
-        from metarec.errors import ConfigError
-
         if persist:
-            if item_id not in self.item_index and not self.can_add_items:
-                raise ConfigError(f"model {self.model.scorer.name!r} cannot add items from text; use hybrid, content-knn, or ials trained with item text")
+            if item_id not in self.item_index:
+                self.model.check_can_add_items()
             base = self.model.items.iloc[:0].reindex([0]).set_axis([item_id])
             given = {k: v for k, v in attributes.items() if k in base.columns}
             write_over(base, {item_id: given}, "item", f"PUT /items/{item_id}")
