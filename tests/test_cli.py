@@ -81,6 +81,21 @@ def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
     assert "cold-user, support 1" in report and (out_dir / "synthetic-cold-user-support.png").exists()
 
 
+def test_evaluate_versus_reports_paired_differences(world_dir, tmp_path, capsys):
+    out_dir = tmp_path / "ev"
+    code, out, _ = run(["evaluate", "--data", str(world_dir), "--format", "synthetic", "--protocol", "holdout",
+                        "--models", "pop,ease", "--seed", "3", "--versus", "pop", "--out", str(out_dir)], capsys)  # fmt: skip
+    assert code == 0
+    res = json.loads((out_dir / "results.json").read_text())
+    (p,) = [r for r in res["paired"] if r["metric"] == "NDCG@10"]
+    ndcg = {r["model"]: r["value"] for r in res["rows"] if r["metric"] == "NDCG@10"}
+    assert p["model"] == "ease" and p["versus"] == "pop" and p["se_seeds"] is None  # one seed
+    assert abs(p["diff"] - (ndcg["ease"] - ndcg["pop"])) < 1e-9
+    report = (out_dir / "report.md").read_text()
+    assert "### Paired against pop" in report and f"| ease | warm | NDCG@10 | {p['diff']:+.4f} | {p['se_users']:.4f} |" in report
+    assert "NDCG@10 against pop, user by user" in out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -98,6 +113,8 @@ def test_evaluate_writes_results_schema(world_dir, tmp_path, capsys):
          "error: seeds: 1 given more than once"),
         (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "pop", "--cutoffs", "0"],
          "error: cutoffs: each must be at least 1, got [0]"),
+        (["evaluate", "--data", "{d}", "--format", "synthetic", "--protocol", "holdout", "--models", "pop,ease", "--versus",
+          "ials"], "error: versus: 'ials' is not one of the models evaluated (pop, ease)"),
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ials", "--param", "factors=-3", "--out", "{d}/m"],
          "error: ials: factors must be a finite number, at least 0, not -3"),
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ease", "--param", "l2=lots", "--out", "{d}/m"],

@@ -380,13 +380,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown protocol {args.protocol!r}; choose from: {', '.join(PROTOCOLS)}")
     seeds = _ints(args.seeds, "--seeds") if args.seeds else [args.seed]
     cutoffs = _ints(args.cutoffs, "--cutoffs")
-    check_run(models, seeds, cutoffs)  # before the data is read
+    check_run(models, seeds, cutoffs, args.versus)  # before the data is read
     check_report_out(args.out)
     params = _model_params(args.param, models)
     data = _load(args)
     with _progress(len(seeds) * len(models), f"{args.protocol}") as step:
         results = evaluate(data, args.protocol, models, seeds=seeds, cutoffs=cutoffs, params=params, progress=step,
-                           negatives=args.negatives)  # fmt: skip
+                           negatives=args.negatives, versus=args.versus)  # fmt: skip
     for table in rich_tables(results):
         _console().print(table)
     report = write_report(results, args.out, title=f"metarec evaluate: {data.name}")
@@ -494,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cutoffs", default="5,10,20")
     ev.add_argument("--negatives", type=_positive_int, default=4,
                     help="task metrics (models that predict tasks): sampled negatives per held-out pair")  # fmt: skip
+    ev.add_argument("--versus", metavar="MODEL",
+                    help="one of --models: compare every other model with it user by user (paired differences "
+                         "with standard errors, in the report and results.json)")  # fmt: skip
     ev.add_argument("--param", action="append", help="model.name=value, e.g. ease.l2=300 (repeatable)")
     ev.add_argument("--out", default="metarec-eval", help="output directory")
     ev.set_defaults(func=cmd_evaluate)

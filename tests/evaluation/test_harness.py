@@ -16,3 +16,45 @@ def test_models_that_rank_none_of_the_candidates_are_said_once_not_left_to_read_
     assert said == ["pop, ease: rank no cold-item candidate (items never seen in training, which they cannot score), "
                     "so cold-item rows are 0 by construction"]  # fmt: skip
     assert r.value("pop", "Recall@20") == 0.0 < r.value("content-knn", "Recall@20")
+
+
+def test_paired_differences_are_the_difference_of_the_means_user_by_user():
+    """With ``versus``, each model's per-seed mean difference is the difference of the two
+    models' means (the same queries in the same order); a model against a copy of itself
+    differs by exactly 0 on every user; the standard errors come from the per-user spread."""
+    import numpy as np
+    import pytest
+
+    from metarec.data.splits import make_split
+    from metarec.evaluation.harness import query_set_per_user
+    from metarec.models import make_scorer
+
+    data = make_world(WorldConfig(n_users=150, n_items=80, seed=3))
+    r = evaluate(data, "holdout", ["pop", "ease", "itemknn"], seeds=[1, 2], versus="pop", cutoffs=(10,))
+    rows = {(p["model"], p["metric"]): p for p in r.paired}
+    assert {m for m, _ in rows} == {"ease", "itemknn"} and all(p["versus"] == "pop" for p in r.paired)
+    for model in ("ease", "itemknn"):
+        p = rows[(model, "NDCG@10")]
+        assert p["diff"] == pytest.approx(r.value(model, "NDCG@10") - r.value("pop", "NDCG@10"), abs=1e-12)
+        assert p["seeds"] == 2 and set(p["per_seed"]) == {1, 2} and p["se_seeds"] is not None
+        assert 0 < p["better"] + p["worse"] <= 2 * 150 and p["se_users"] > 0
+        assert p["seeds_above"] == sum(v > 0 for v in p["per_seed"].values())
+    # The per-user values behind them: a model against itself is 0 on every user.
+    split = make_split(data, "holdout", 1)
+    qs = split.query_sets[0]
+    ease = make_scorer("ease").fit(split.train)
+    a, _ = query_set_per_user(ease, qs, (10,), 1)
+    b, _ = query_set_per_user(ease, qs, (10,), 1)
+    np.testing.assert_array_equal(a["NDCG@10"], b["NDCG@10"])
+    assert len(a["NDCG@10"]) == int((qs.relevant.getnnz(axis=1) > 0).sum())
+    d = a["NDCG@10"] - query_set_per_user(make_scorer("pop").fit(split.train), qs, (10,), 1)[0]["NDCG@10"]
+    assert rows[("ease", "NDCG@10")]["per_seed"][1] == pytest.approx(d.mean(), abs=1e-12)
+
+
+def test_versus_must_be_a_model_evaluated():
+    import pytest
+
+    from metarec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="versus: 'ials' is not one of the models evaluated"):
+        evaluate(make_world(WorldConfig(n_users=30, n_items=20, seed=1)), "holdout", ["pop", "ease"], versus="ials")

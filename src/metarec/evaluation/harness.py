@@ -59,6 +59,8 @@ class Results:
     itself (``Scorer.describe()``, e.g. an ensemble's weights), one entry per seed.
     ``configs`` holds, per model, the full config it was evaluated with (defaults included;
     its ``seed``, where it has one, is the first seed's: each seed's run sets its own).
+    ``paired`` holds, with ``evaluate(versus=...)``, each model against that one, user by user
+    (:func:`paired_rows`).
     """
 
     dataset: str
@@ -68,6 +70,7 @@ class Results:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paired: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class Results:
             "timings": self.timings,
             "details": self.details,
             "configs": self.configs,
+            "paired": self.paired,
         }
 
     def write(self, path: str | Path) -> None:
@@ -87,7 +91,7 @@ class Results:
     def read(cls, path: str | Path) -> Results:
         d = json.loads(Path(path).read_text())
         return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}),
-                   d.get("details", {}), d.get("configs", {}))  # fmt: skip
+                   d.get("details", {}), d.get("configs", {}), d.get("paired", []))  # fmt: skip
 
     def value(self, model: str, metric: str, segment: str | None = None, support: int | None = None) -> float:
         """The value of one row (first match); KeyError if absent."""
@@ -122,14 +126,36 @@ def evaluate_query_set(
     scorer: Scorer, qs: QuerySet, cutoffs: Sequence[int], seed: int
 ) -> tuple[dict[str, float], int]:
     """Mean of every ranking metric over the users of one query set, and the user count."""
+    return _means(*query_set_per_user(scorer, qs, cutoffs, seed), qs, cutoffs)
+
+
+def _means(
+    per_user: dict[str, np.ndarray], shown: np.ndarray, qs: QuerySet, cutoffs: Sequence[int]
+) -> tuple[dict[str, float], int]:
+    """The means of :func:`query_set_per_user`'s metrics, the catalogue coverage of what was
+    shown, and the user count."""
+    users = len(shown)
+    means = {k: float(v.sum()) / max(users, 1) for k, v in per_user.items()}
+    if users:
+        n_cand = qs.queries.history.shape[1] if qs.candidates is None else len(qs.candidates)
+        for k in cutoffs:
+            means[f"Coverage@{k}"] = coverage(shown[:, :k], n_cand)
+    return means, users
+
+
+def query_set_per_user(
+    scorer: Scorer, qs: QuerySet, cutoffs: Sequence[int], seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every ranking metric of each query with a relevant item, in query order (the same users,
+    in the same order, for every scorer: paired comparisons rest on that), and the items shown
+    to them ``(users, max cutoff)``, ``-1`` where fewer could be scored."""
     n_items = qs.queries.history.shape[1]
     cand = np.arange(n_items) if qs.candidates is None else np.asarray(qs.candidates)
     # A seeded permutation of the candidates breaks ties at random (argpartition is not stable).
     perm = np.random.default_rng(seed).permutation(len(cand))
     cand = cand[perm]
     kmax = max(cutoffs)
-    sums: dict[str, float] = defaultdict(float)
-    users = 0
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
     shown: list[np.ndarray] = []
     batch = int(np.clip(BATCH_CELLS // max(n_items, 1), 16, 2048))
     for start in range(0, len(qs), batch):
@@ -147,15 +173,54 @@ def evaluate_query_set(
         top = np.where(np.isnan(ranked_scores), -1, top)  # unscorable items are not shown
         hits = np.take_along_axis(rel.toarray().astype(bool), np.maximum(top, 0), axis=1) & (top >= 0)
         for name, vals in ranking_metrics(hits[keep], n_rel[keep], cutoffs).items():
-            sums[name] += float(vals.sum())
-        users += int(keep.sum())
+            parts[name].append(np.asarray(vals, dtype=np.float64))
         shown.append(np.where(top[keep] >= 0, cand[np.maximum(top[keep], 0)], -1))
-    means = {k: v / max(users, 1) for k, v in sums.items()}
-    if shown:
-        all_top = np.concatenate(shown)
-        for k in cutoffs:
-            means[f"Coverage@{k}"] = coverage(all_top[:, :k], len(cand))
-    return means, users
+    per_user = {k: np.concatenate(v) for k, v in parts.items()}
+    return per_user, (np.concatenate(shown) if shown else np.empty((0, kmax), dtype=np.int64))
+
+
+def paired_rows(
+    per_user: dict[tuple[str, int, str, int | None, str], np.ndarray], versus: str
+) -> list[dict[str, Any]]:
+    """Each model against ``versus``, user by user: for every (segment, support, metric) the
+    mean over seeds of the per-seed mean difference (``model − versus``), its standard error
+    over the users (``se_users``: each seed's per-user standard error, combined as for a
+    mean of independent seeds) and over the seeds (``se_seeds``, from the spread of the
+    per-seed means; null with one seed), the seeds where the model is above, and the users
+    above and below summed over seeds.
+
+    ``per_user`` maps ``(model, seed, segment, support, metric)`` to each query's metric, in
+    query order (:func:`query_set_per_user`).
+
+    >>> pu = {("b", 1, "warm", None, "NDCG@10"): np.array([0.5, 0.2, 0.3]),
+    ...       ("a", 1, "warm", None, "NDCG@10"): np.array([0.4, 0.2, 0.1])}
+    >>> r = paired_rows(pu, "a")[0]
+    >>> r["model"], r["versus"], round(r["diff"], 4), round(r["se_users"], 4), r["better"], r["worse"]
+    ('b', 'a', 0.1, 0.0577, 2, 0)
+    """
+    groups: dict[tuple, dict[int, np.ndarray]] = defaultdict(dict)
+    for (model, seed, segment, support, metric), values in per_user.items():
+        if model == versus:
+            continue
+        base = per_user.get((versus, seed, segment, support, metric))
+        if base is None or len(base) != len(values):
+            continue
+        groups[(model, segment, support, metric)][seed] = values - base
+    rows = []
+    for (model, segment, support, metric), by_seed in groups.items():
+        means = np.array([d.mean() for d in by_seed.values()])
+        ses = np.array([d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan for d in by_seed.values()])
+        rows.append({
+            "model": model, "versus": versus, "segment": segment, "support": support, "metric": metric,
+            "diff": float(means.mean()),
+            "se_users": float(np.sqrt((ses**2).sum()) / len(ses)),
+            "se_seeds": float(means.std(ddof=1) / np.sqrt(len(means))) if len(means) > 1 else None,
+            "seeds": len(means), "seeds_above": int((means > 0).sum()),
+            "better": int(sum((d > 0).sum() for d in by_seed.values())),
+            "worse": int(sum((d < 0).sum() for d in by_seed.values())),
+            "per_seed": {int(k): float(v.mean()) for k, v in by_seed.items()},
+        })  # fmt: skip
+    return rows
 
 
 def evaluate_tasks(scorer: Scorer, split: Split, seed: int, negatives: int = DEFAULT_NEGATIVES) -> list[dict[str, Any]]:
@@ -286,9 +351,12 @@ def ensemble_params(models: Sequence[str], params: dict[str, dict[str, Any]]) ->
     return {**params, "ensemble": ens}
 
 
-def check_run(models: Sequence[str], seeds: Sequence[int], cutoffs: Sequence[int]) -> None:
+def check_run(models: Sequence[str], seeds: Sequence[int], cutoffs: Sequence[int], versus: str | None = None) -> None:
     """ConfigError for a run :func:`evaluate` cannot report truly: a model or seed given twice
-    (the repeat was averaged in as another seed) or a cutoff below 1 (a traceback)."""
+    (the repeat was averaged in as another seed), a cutoff below 1 (a traceback), or a
+    ``versus`` model that is not evaluated."""
+    if versus is not None and versus not in models:
+        raise ConfigError(f"versus: {versus!r} is not one of the models evaluated ({', '.join(models)})")
     for what, values in (("models", list(models)), ("seeds", list(seeds))):
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
         if repeated:
@@ -306,6 +374,7 @@ def evaluate(
     params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
     negatives: int = DEFAULT_NEGATIVES,
+    versus: str | None = None,
 ) -> Results:
     """Train and evaluate ``models`` on ``data`` under ``protocol`` for each seed.
 
@@ -314,11 +383,13 @@ def evaluate(
         params: per-model parameter overrides, ``{"ease": {"l2": 300}}``.
         progress: called with a short description after each model/seed step.
         negatives: sampled negatives per held-out pair in task metrics (:func:`evaluate_tasks`).
+        versus: one of ``models``: every other model is compared with it user by user, on
+            the same queries (``Results.paired``, :func:`paired_rows`).
 
     An ``ensemble`` evaluated beside other models combines those models, with their
     parameters, unless its ``members`` are given (:func:`ensemble_params`).
     """
-    check_run(models, seeds, cutoffs)
+    check_run(models, seeds, cutoffs, versus)
     params = ensemble_params(models, params or {})
     per_seed: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -326,6 +397,7 @@ def evaluate(
     details: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
     blind: dict[tuple[str, int | None], dict[str, None]] = defaultdict(dict)  # models that ranked nothing
+    per_user: dict[tuple[str, int, str, int | None, str], np.ndarray] = {}  # with ``versus``
     for seed in seeds:
         split = make_split(data, protocol, seed)
         if not any(len(qs) if qs.segment == "melu" else qs.relevant.nnz for qs in split.query_sets):
@@ -350,7 +422,10 @@ def evaluate(
                 if qs.segment == "melu":
                     means, users = evaluate_ratings(scorer, qs, split.test), len(qs)
                 else:
-                    means, users = evaluate_query_set(scorer, qs, cutoffs, seed)
+                    values, shown = query_set_per_user(scorer, qs, cutoffs, seed)
+                    means, users = _means(values, shown, qs, cutoffs)
+                    if versus is not None:
+                        per_user.update({(name, seed, qs.segment, qs.support, m): v for m, v in values.items()})
                     if users and means.get(f"Coverage@{max(cutoffs)}") == 0:
                         # Nothing shown to anyone: its zeros say what it cannot do, not how well it ranks.
                         blind[(qs.segment, qs.support)].setdefault(name)
@@ -396,4 +471,5 @@ def evaluate(
         timings={k: dict(v) for k, v in timings.items()},
         details=dict(details),
         configs=configs,
+        paired=paired_rows(per_user, versus) if versus is not None else [],
     )

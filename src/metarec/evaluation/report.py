@@ -73,6 +73,17 @@ def rich_tables(results: Results, metrics: Sequence[str] = ("NDCG@10", "Recall@2
         for model, row in table.iterrows():
             t.add_row(str(model), *(str(v) for v in row.to_numpy()))
         out.append(t)
+    paired = [r for r in results.paired if r["metric"] == metrics[0]]
+    if paired:
+        t = Table(title=f"{results.dataset} · {results.protocol} · {metrics[0]} against {paired[0]['versus']}, user by user")
+        several = len(results.seeds) > 1
+        for c in ("model", "segment", "difference", "± users", *(["± seeds"] if several else []), "users above / below"):
+            t.add_column(c, justify="left" if c in ("model", "segment") else "right")
+        for r in paired:
+            segment = r["segment"] if r["support"] is None else f"{r['segment']} (n = {r['support']})"
+            seeds = ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}"] if several else []
+            t.add_row(r["model"], segment, f"{r['diff']:+.4f}", f"{r['se_users']:.4f}", *seeds, f"{r['better']} / {r['worse']}")
+        out.append(t)
     return out
 
 
@@ -160,6 +171,34 @@ def _ensemble_markdown(model: str, entries: Sequence[dict]) -> list[str]:
     return lines
 
 
+PAIRED_METRICS = ("NDCG@10", "Recall@20")
+
+
+def _paired_markdown(results: Results, metrics: Sequence[str] = PAIRED_METRICS) -> list[str]:
+    """Each model against ``versus``, user by user (``Results.paired``)."""
+    rows = [r for r in results.paired if r["metric"] in metrics]
+    if not rows:
+        return []
+    versus = rows[0]["versus"]
+    several = len(results.seeds) > 1
+    lines = [f"### Paired against {versus}", "",
+             f"Each model's metric minus {versus}'s, user by user on the same queries, the mean over "
+             + ("seeds of each seed's mean; ± the standard error over the users, and over the seeds "
+                "(from the spread of the seed means)" if several else "users; ± its standard error over the users")
+             + ". Users above / below: how many queries the model ranks better / worse.", "",
+             "| model | segment | metric | difference | ± users |" + (" ± seeds | seeds above |" if several else "")
+             + " users above / below |",
+             "|---|---|---|---|---|" + ("---|---|" if several else "") + "---|"]  # fmt: skip
+    for r in sorted(rows, key=lambda r: (r["segment"], r["support"] or 0, r["metric"], r["model"])):
+        segment = r["segment"] if r["support"] is None else f"{r['segment']} (n = {r['support']})"
+        cells = [r["model"], segment, r["metric"], f"{r['diff']:+.4f}", f"{r['se_users']:.4f}"]
+        if several:
+            cells += ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}", f"{r['seeds_above']} of {r['seeds']}"]
+        cells.append(f"{r['better']} / {r['worse']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
     """The Markdown section of one evaluation run."""
     lines = [
@@ -172,6 +211,7 @@ def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
     ]
     for title, table in summary_tables(results):
         lines += [f"### {title}", "", _markdown(table), ""]
+    lines += _paired_markdown(results)
     for model, entries in results.details.items():
         lines += _ensemble_markdown(model, entries)
     if results.timings:
