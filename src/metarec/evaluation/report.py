@@ -33,6 +33,11 @@ def _fmt(value: float, std: float | None) -> str:
     return f"{value:.4f} ± {std:.4f}"
 
 
+def segment_title(segment: str, support: int | None) -> str:
+    """``cold-user, support 5``, or the segment alone (the one label of every table)."""
+    return segment if support is None else f"{segment}, support {support}"
+
+
 def summary_tables(results: Results, metrics: Sequence[str] = TABLE_METRICS) -> list[tuple[str, pd.DataFrame]]:
     """One (title, table) per (segment, support): models as rows, metrics as columns.
 
@@ -55,7 +60,7 @@ def summary_tables(results: Results, metrics: Sequence[str] = TABLE_METRICS) -> 
         users = part.groupby("model")["users"].first()
         table.insert(0, "users", users)
         table = table.reindex(pd.unique(part["model"]))
-        title = seg if pd.isna(sup) else f"{seg}, support {int(sup)}"
+        title = segment_title(seg, None if pd.isna(sup) else int(sup))
         out.append((title, table))
     return out
 
@@ -80,7 +85,7 @@ def rich_tables(results: Results, metrics: Sequence[str] = ("NDCG@10", "Recall@2
         for c in ("model", "segment", "difference", "± users", *(["± seeds"] if several else []), "users above / below"):
             t.add_column(c, justify="left" if c in ("model", "segment") else "right")
         for r in paired:
-            segment = r["segment"] if r["support"] is None else f"{r['segment']} (n = {r['support']})"
+            segment = segment_title(r["segment"], r["support"])
             seeds = ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}"] if several else []
             t.add_row(r["model"], segment, f"{r['diff']:+.4f}", f"{r['se_users']:.4f}", *seeds, f"{r['better']} / {r['worse']}")
         out.append(t)
@@ -190,7 +195,7 @@ def _paired_markdown(results: Results, metrics: Sequence[str] = PAIRED_METRICS) 
              + " users above / below |",
              "|---|---|---|---|---|" + ("---|---|" if several else "") + "---|"]  # fmt: skip
     for r in sorted(rows, key=lambda r: (r["segment"], r["support"] or 0, r["metric"], r["model"])):
-        segment = r["segment"] if r["support"] is None else f"{r['segment']} (n = {r['support']})"
+        segment = segment_title(r["segment"], r["support"])
         cells = [r["model"], segment, r["metric"], f"{r['diff']:+.4f}", f"{r['se_users']:.4f}"]
         if several:
             cells += ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}", f"{r['seeds_above']} of {r['seeds']}"]
