@@ -58,3 +58,16 @@ def test_versus_must_be_a_model_evaluated():
 
     with pytest.raises(ConfigError, match="versus: 'ials' is not one of the models evaluated"):
         evaluate(make_world(WorldConfig(n_users=30, n_items=20, seed=1)), "holdout", ["pop", "ease"], versus="ials")
+
+
+def test_an_ensemble_evaluated_beside_its_members_uses_those_members_and_ranks_as_one_fit_alone():
+    """The models evaluated before an ensemble are its final members (offered, not trained
+    again); the ensemble's figures are those of the same ensemble evaluated on its own."""
+    data = make_world(WorldConfig(n_users=150, n_items=80, seed=3))
+    beside = evaluate(data, "holdout", ["pop", "ease", "ensemble"], seeds=[1], cutoffs=(10,),
+                      params={"ensemble": {"folds": 1}})  # fmt: skip
+    alone = evaluate(data, "holdout", ["ensemble"], seeds=[1], cutoffs=(10,),
+                     params={"ensemble": {"folds": 1, "members": "pop,ease"}})  # fmt: skip
+    assert beside.details["ensemble"][0]["reused"] == ["pop", "ease"]
+    assert alone.details["ensemble"][0]["reused"] == []
+    assert beside.value("ensemble", "NDCG@10") == alone.value("ensemble", "NDCG@10")

@@ -276,3 +276,34 @@ def test_each_member_alone_is_judged_on_the_items_it_can_score():
         expected = ranking_metrics(hits, rel.sum(axis=1), (10,))["NDCG@10"].mean()
         assert s.validation_[name] == pytest.approx(expected, abs=1e-6), name
     assert cannot > 0  # some validation item is one a member cannot score
+
+
+def test_an_offered_member_is_used_as_it_is_only_with_the_same_settings_and_data(world):
+    """A member offered with the ensemble's settings (seed included), fit on the data the
+    ensemble is fit on, is the final member: a copy of that very model (it carries a mark),
+    not a retrained one. Another seed, another data set or a seed ensemble train their own."""
+    offered = make_scorer("ease").fit(world)
+    offered.mark_ = "trained beside the ensemble"
+    s = make_scorer("ensemble", members="pop,ease", folds=1, seed=42)
+    s.offer("ease", offered, world)
+    s.fit(world)
+    member = s.members_[1].scorers[0]
+    assert s.describe()["reused"] == ["ease"] and member.mark_ == "trained beside the ensemble"
+    assert member is not offered  # a copy: the ensemble's member and the evaluated row do not share state
+    q = Queries(np.arange(5), world.matrix()[:5])
+    np.testing.assert_array_equal(member.score(q), offered.score(q))
+    # The offer is used once: a second fit trains its members.
+    s.fit(world)
+    assert s.describe()["reused"] == [] and not hasattr(s.members_[1].scorers[0], "mark_")
+    other = checkerboard(n_users=40, n_items=20, seed=0)[0]
+    ials = make_scorer("ials", factors=8, seed=42).fit(world)
+    for members, offer, trained_on in (("pop,ials", make_scorer("ials", factors=8, seed=7).fit(world), world),
+                                       ("pop,ials", make_scorer("ials", factors=8, seed=42).fit(other), other),
+                                       ("pop,ials*2", ials, world)):  # fmt: skip
+        s = make_scorer("ensemble", members=members, folds=1, seed=42, **{"ials.factors": 8})
+        s.offer("ials", offer, trained_on)
+        s.fit(world)
+        assert s.describe()["reused"] == [], members
+    s = make_scorer("ensemble", members="pop,ials", folds=1, seed=42, **{"ials.factors": 8})
+    s.offer("ials", ials, world)
+    assert s.fit(world).describe()["reused"] == ["ials"]  # the same settings: taken

@@ -387,7 +387,10 @@ def evaluate(
             the same queries (``Results.paired``, :func:`paired_rows`).
 
     An ``ensemble`` evaluated beside other models combines those models, with their
-    parameters, unless its ``members`` are given (:func:`ensemble_params`).
+    parameters, unless its ``members`` are given (:func:`ensemble_params`); the models
+    evaluated before it are offered to it (:meth:`~metarec.models.ensemble.EnsembleScorer.offer`),
+    so its final members are those very models, not the same models trained a second time
+    (its fit time is then its validation folds and the weights, not a second training).
     """
     check_run(models, seeds, cutoffs, versus)
     params = ensemble_params(models, params or {})
@@ -410,11 +413,18 @@ def evaluate(
                 for ref, means in reference_ratings(split.train, qs, split.test).items():
                     for metric, value in means.items():
                         per_seed[(ref, qs.segment, qs.support, metric)].append((value, len(qs)))
-        for name in models:
+        fitted: dict[str, Any] = {}  # models fit before an ensemble, offered to it
+        for j, name in enumerate(models):
             scorer = _with_seed(make_scorer(name, **params.get(name, {})), seed)
             configs.setdefault(name, dataclasses.asdict(scorer.config))
+            if name == "ensemble":
+                for other, fit in fitted.items():
+                    scorer.offer(other, fit, split.train)
+                fitted = {}
             t0 = time.perf_counter()
             scorer.fit(split.train)
+            if "ensemble" in models[j + 1 :]:
+                fitted[name] = scorer
             t1 = time.perf_counter()
             if hasattr(scorer, "describe"):
                 details[name].append({"seed": seed, **scorer.describe()})

@@ -22,7 +22,10 @@ given at query time) get weights of their own per segment, fit on the validation
 users: a member that adapts to a new user's clicks (``meta``) and one that was trained on the
 user's history (``ials``) are not equally good at the same history length. A new-user segment
 with too few validation users takes its history segment's weights.
-Then the members are trained again on all the training data (``refit``).
+Then the members are trained again on all the training data (``refit``), except a member
+already trained on that data with the same settings (seed included) and offered to the
+ensemble (:meth:`EnsembleScorer.offer`): a copy of it is used, the same model trained once.
+:func:`metarec.evaluation.evaluate` offers the models it evaluated before the ensemble.
 
 A member written ``name*k`` is a seed ensemble: ``k`` copies trained with seeds ``seed``,
 ``seed + 1``, ..., whose normalised scores are averaged before weighting. Member parameters
@@ -32,6 +35,7 @@ are given as ``member.param`` (``ials.factors=128``; on the command line
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -298,6 +302,19 @@ class _Member:
         for s in self.scorers:
             s.fit(data)
 
+    def adopt(self, offer: tuple[Scorer, Dataset] | None, data: Dataset) -> bool:
+        """Take a copy of ``offer``'s scorer in place of training (:meth:`fit`) on ``data``,
+        where it was trained on that same data with this member's settings, seed included;
+        whether it was taken. A seed ensemble (``name*k``) trains its copies itself."""
+        if offer is None or len(self.scorers) != 1:
+            return False
+        scorer, trained_on = offer
+        mine = self.scorers[0]
+        if trained_on is not data or type(scorer) is not type(mine) or scorer.config != mine.config:
+            return False
+        self.scorers = [copy.deepcopy(scorer)]
+        return True
+
     @property
     def can_add_items(self) -> bool:
         return self.scorers[0].can_add_items
@@ -417,13 +434,29 @@ class EnsembleScorer(Scorer):
             else:
                 log.warning("ensemble: no validation users (users with more than 3 pairs, a validation_users share of "
                             "them); the members get equal weights")
+        offered, self._offered = getattr(self, "_offered", {}), {}
+        self.reused_ = []
         if members is None or c.refit or not self.validation_:
             members = self._members()
             for m in members:
-                m.fit(data)
+                if m.adopt(offered.get(m.name), data):
+                    self.reused_.append(m.name)
+                else:
+                    m.fit(data)
+        if self.reused_:
+            log.info("ensemble: %s trained once, beside the ensemble (offered); not trained again", ", ".join(self.reused_))
         self.members_ = members
         for name, w in zip(self.group_names_, self.weights_):
             log.info("ensemble weights, history %s: %s", name, dict(zip(self.member_names, w.round(3).tolist())))
+
+    def offer(self, name: str, scorer: Scorer, data: Dataset) -> None:
+        """``scorer``, model ``name`` already fit on ``data``: when the ensemble is next fit on
+        that same ``data`` and ``name`` is a member with the same settings (seed included), the
+        final member is a copy of it instead of the same model trained again (the module
+        docstring). Offers are dropped once the ensemble is fit."""
+        if not hasattr(self, "_offered"):
+            self._offered = {}
+        self._offered[name] = (scorer, data)
 
     @property
     def member_names(self) -> list[str]:
@@ -600,6 +633,7 @@ class EnsembleScorer(Scorer):
             "segment_users": self.segment_users_.tolist(),
             "metric": self.config.metric,
             "validation": self.validation_,
+            "reused": list(getattr(self, "reused_", [])),  # members offered, not trained again
         }
 
     # --------------------------------------------------------------- saving
