@@ -254,6 +254,22 @@ def test_an_output_that_cannot_take_the_results_is_refused_before_any_work(tmp_p
     assert (tmp_path / "taken").read_text() == "mine"
 
 
+def test_an_output_that_holds_a_report_is_said_to_be_replaced_before_the_work(tmp_path, caplog):
+    import logging
+
+    from metarec.evaluation.report import check_report_out
+
+    out = tmp_path / "eval"
+    with caplog.at_level(logging.WARNING, logger="metarec.evaluation.report"):
+        check_report_out(out)  # new: nothing to say
+        assert not caplog.messages
+        (out / "results.json").write_text("{}")
+        (out / "report.md").write_text("# an earlier run")
+        check_report_out(out)
+    assert caplog.messages == [f"{out} holds a report already (results.json, report.md): this run replaces it; "
+                               "give another --out to keep both"]  # fmt: skip
+
+
 def test_a_log_in_milliseconds_is_refused_with_a_hint_and_time_unit_reads_it(tmp_path, capsys):
     import pandas as pd
 

@@ -7,6 +7,7 @@ segment) and, for ``cold-user``, the headline metric against support size per mo
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ import pandas as pd
 
 from metarec.errors import ConfigError
 from metarec.evaluation.harness import Results
+
+log = logging.getLogger(__name__)
 
 TABLE_METRICS = ("NDCG@10", "Recall@10", "Recall@20", "NDCG@20", "HitRate@10", "MRR@10", "MAP@10", "Coverage@10")
 
@@ -242,6 +245,10 @@ def check_report_out(out_dir: str | Path) -> None:
         probe.close()
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write the results there ({exc.strerror})") from None
+    earlier = sorted(p.name for p in out.glob("results*.json")) + (["report.md"] if (out / "report.md").exists() else [])
+    if earlier:  # said before the work, not found out after it
+        log.warning("%s holds a report already (%s): this run replaces it; give another --out to keep both",
+                    out, ", ".join(earlier))  # fmt: skip
 
 
 def write_report(results: Sequence[Results] | Results, out_dir: str | Path, title: str = "metarec evaluation") -> Path:
