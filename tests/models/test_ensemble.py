@@ -280,8 +280,8 @@ def test_each_member_alone_is_judged_on_the_items_it_can_score():
 
 def test_an_offered_member_is_used_as_it_is_only_with_the_same_settings_and_data(world):
     """A member offered with the ensemble's settings (seed included), fit on the data the
-    ensemble is fit on, is the final member: a copy of that very model (it carries a mark),
-    not a retrained one. Another seed, another data set or a seed ensemble train their own."""
+    ensemble is fit on, is the final member: that very model (it carries a mark), not a
+    retrained one. Another seed, another data set or a seed ensemble train their own."""
     offered = make_scorer("ease").fit(world)
     offered.mark_ = "trained beside the ensemble"
     s = make_scorer("ensemble", members="pop,ease", folds=1, seed=42)
@@ -289,9 +289,6 @@ def test_an_offered_member_is_used_as_it_is_only_with_the_same_settings_and_data
     s.fit(world)
     member = s.members_[1].scorers[0]
     assert s.describe()["reused"] == ["ease"] and member.mark_ == "trained beside the ensemble"
-    assert member is not offered  # a copy: the ensemble's member and the evaluated row do not share state
-    q = Queries(np.arange(5), world.matrix()[:5])
-    np.testing.assert_array_equal(member.score(q), offered.score(q))
     # The offer is used once: a second fit trains its members.
     s.fit(world)
     assert s.describe()["reused"] == [] and not hasattr(s.members_[1].scorers[0], "mark_")

@@ -413,7 +413,7 @@ def evaluate(
                 for ref, means in reference_ratings(split.train, qs, split.test).items():
                     for metric, value in means.items():
                         per_seed[(ref, qs.segment, qs.support, metric)].append((value, len(qs)))
-        fitted: dict[str, Any] = {}  # models fit before an ensemble, offered to it
+        fitted: dict[str, Any] = {}  # models fit before an ensemble, handed over to it once evaluated
         for j, name in enumerate(models):
             scorer = _with_seed(make_scorer(name, **params.get(name, {})), seed)
             configs.setdefault(name, dataclasses.asdict(scorer.config))

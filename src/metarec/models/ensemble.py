@@ -24,7 +24,7 @@ user's history (``ials``) are not equally good at the same history length. A new
 with too few validation users takes its history segment's weights.
 Then the members are trained again on all the training data (``refit``), except a member
 already trained on that data with the same settings (seed included) and offered to the
-ensemble (:meth:`EnsembleScorer.offer`): a copy of it is used, the same model trained once.
+ensemble (:meth:`EnsembleScorer.offer`): that model is the member, trained once.
 :func:`metarec.evaluation.evaluate` offers the models it evaluated before the ensemble.
 
 A member written ``name*k`` is a seed ensemble: ``k`` copies trained with seeds ``seed``,
@@ -35,7 +35,6 @@ are given as ``member.param`` (``ials.factors=128``; on the command line
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -303,16 +302,16 @@ class _Member:
             s.fit(data)
 
     def adopt(self, offer: tuple[Scorer, Dataset] | None, data: Dataset) -> bool:
-        """Take a copy of ``offer``'s scorer in place of training (:meth:`fit`) on ``data``,
-        where it was trained on that same data with this member's settings, seed included;
-        whether it was taken. A seed ensemble (``name*k``) trains its copies itself."""
+        """Take ``offer``'s scorer in place of training (:meth:`fit`) on ``data``, where it
+        was trained on that same data with this member's settings, seed included; whether it
+        was taken. A seed ensemble (``name*k``) trains its copies itself."""
         if offer is None or len(self.scorers) != 1:
             return False
         scorer, trained_on = offer
         mine = self.scorers[0]
         if trained_on is not data or type(scorer) is not type(mine) or scorer.config != mine.config:
             return False
-        self.scorers = [copy.deepcopy(scorer)]
+        self.scorers = [scorer]
         return True
 
     @property
@@ -451,9 +450,11 @@ class EnsembleScorer(Scorer):
 
     def offer(self, name: str, scorer: Scorer, data: Dataset) -> None:
         """``scorer``, model ``name`` already fit on ``data``: when the ensemble is next fit on
-        that same ``data`` and ``name`` is a member with the same settings (seed included), the
-        final member is a copy of it instead of the same model trained again (the module
-        docstring). Offers are dropped once the ensemble is fit."""
+        that same ``data`` and ``name`` is a member with the same settings (seed included), that
+        scorer becomes the final member instead of the same model trained again (the module
+        docstring). It is handed over, not copied (a copy would double the memory a large
+        model takes): the caller scores with it no more. Offers are dropped once the
+        ensemble is fit."""
         if not hasattr(self, "_offered"):
             self._offered = {}
         self._offered[name] = (scorer, data)
