@@ -388,6 +388,8 @@ class EnsembleScorer(Scorer):
         names = segment_names(self.segments_) if self.config.segments else ["all"]
         #: Weight rows: one per history segment, then (``new_apart``) one per segment for new users.
         self.group_names_ = names + ([f"new {n}" for n in names] if self.config.new_apart else [])
+        self._offered: dict[str, tuple[Scorer, Dataset]] = {}  # :meth:`offer`
+        self.reused_: list[str] = []  # members taken from an offer at the last fit
 
     def _groups(self, lengths: np.ndarray, new: np.ndarray) -> np.ndarray:
         """The weight row of each query, from its history length and whether its user is new."""
@@ -433,7 +435,7 @@ class EnsembleScorer(Scorer):
             else:
                 log.warning("ensemble: no validation users (users with more than 3 pairs, a validation_users share of "
                             "them); the members get equal weights")
-        offered, self._offered = getattr(self, "_offered", {}), {}
+        offered, self._offered = self._offered, {}
         self.reused_ = []
         if members is None or c.refit or not self.validation_:
             members = self._members()
@@ -455,8 +457,6 @@ class EnsembleScorer(Scorer):
         docstring). It is handed over, not copied (a copy would double the memory a large
         model takes): the caller scores with it no more. Offers are dropped once the
         ensemble is fit."""
-        if not hasattr(self, "_offered"):
-            self._offered = {}
         self._offered[name] = (scorer, data)
 
     @property
@@ -634,7 +634,7 @@ class EnsembleScorer(Scorer):
             "segment_users": self.segment_users_.tolist(),
             "metric": self.config.metric,
             "validation": self.validation_,
-            "reused": list(getattr(self, "reused_", [])),  # members offered, not trained again
+            "reused": list(self.reused_),  # members offered, not trained again
         }
 
     # --------------------------------------------------------------- saving
