@@ -18,7 +18,7 @@ def test_models_that_rank_none_of_the_candidates_are_said_once_not_left_to_read_
     assert r.value("pop", "Recall@20") == 0.0 < r.value("content-knn", "Recall@20")
 
 
-def test_paired_differences_are_the_difference_of_the_means_user_by_user():
+def test_paired_differences_are_the_difference_of_the_means_user_by_user(tmp_path):
     """With ``versus``, each model's per-seed mean difference is the difference of the two
     models' means (the same queries in the same order); a model against a copy of itself
     differs by exactly 0 on every user; the standard errors come from the per-user spread."""
@@ -49,6 +49,15 @@ def test_paired_differences_are_the_difference_of_the_means_user_by_user():
     assert len(a["NDCG@10"]) == int((qs.relevant.getnnz(axis=1) > 0).sum())
     d = a["NDCG@10"] - query_set_per_user(make_scorer("pop").fit(split.train), qs, (10,), 1)[0]["NDCG@10"]
     assert rows[("ease", "NDCG@10")]["per_seed"][1] == pytest.approx(d.mean(), abs=1e-12)
+    # The report's table gives each seed's difference, in the order of the seeds, also once read back.
+    from metarec.evaluation.harness import Results
+    from metarec.evaluation.report import report_markdown
+
+    p = rows[("ease", "NDCG@10")]
+    cells = f"{p['seeds_above']} of 2 | {p['per_seed'][1]:+.4f} / {p['per_seed'][2]:+.4f} | {p['better']} / {p['worse']} |"
+    assert cells in report_markdown(r)
+    r.write(tmp_path / "results.json")
+    assert cells in report_markdown(Results.read(tmp_path / "results.json"))
 
 
 def test_versus_must_be_a_model_evaluated():

@@ -193,15 +193,18 @@ def _paired_markdown(results: Results, metrics: Sequence[str] = PAIRED_METRICS) 
              f"Each model's metric minus {versus}'s, user by user on the same queries, the mean over "
              + ("seeds of each seed's mean; ± the standard error over the users, and over the seeds "
                 "(from the spread of the seed means)" if several else "users; ± its standard error over the users")
-             + ". Users above / below: how many queries the model ranks better / worse.", "",
-             "| model | segment | metric | difference | ± users |" + (" ± seeds | seeds above |" if several else "")
+             + ". Users above / below: how many queries the model ranks better / worse"
+             + ("; per seed: each seed's difference, in the order of the seeds" if several else "") + ".", "",
+             "| model | segment | metric | difference | ± users |" + (" ± seeds | seeds above | per seed |" if several else "")
              + " users above / below |",
-             "|---|---|---|---|---|" + ("---|---|" if several else "") + "---|"]  # fmt: skip
+             "|---|---|---|---|---|" + ("---|---|---|" if several else "") + "---|"]  # fmt: skip
     for r in sorted(rows, key=lambda r: (r["segment"], r["support"] or 0, r["metric"], r["model"])):
         segment = segment_title(r["segment"], r["support"])
         cells = [r["model"], segment, r["metric"], f"{r['diff']:+.4f}", f"{r['se_users']:.4f}"]
         if several:
-            cells += ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}", f"{r['seeds_above']} of {r['seeds']}"]
+            by_seed = {int(k): v for k, v in r["per_seed"].items()}  # (string keys once read from JSON)
+            per_seed = " / ".join(f"{by_seed[s]:+.4f}" for s in map(int, results.seeds) if s in by_seed)
+            cells += ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}", f"{r['seeds_above']} of {r['seeds']}", per_seed]
         cells.append(f"{r['better']} / {r['worse']}")
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
