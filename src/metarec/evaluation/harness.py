@@ -90,8 +90,10 @@ class Results:
     @classmethod
     def read(cls, path: str | Path) -> Results:
         d = json.loads(Path(path).read_text())
+        # JSON keys are strings: the seeds of ``per_seed`` come back as the ints they were written from.
+        paired = [{**p, "per_seed": {int(k): v for k, v in p.get("per_seed", {}).items()}} for p in d.get("paired", [])]
         return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}),
-                   d.get("details", {}), d.get("configs", {}), d.get("paired", []))  # fmt: skip
+                   d.get("details", {}), d.get("configs", {}), paired)  # fmt: skip
 
     def value(self, model: str, metric: str, segment: str | None = None, support: int | None = None) -> float:
         """The value of one row (first match); KeyError if absent."""

@@ -202,8 +202,7 @@ def _paired_markdown(results: Results, metrics: Sequence[str] = PAIRED_METRICS) 
         segment = segment_title(r["segment"], r["support"])
         cells = [r["model"], segment, r["metric"], f"{r['diff']:+.4f}", f"{r['se_users']:.4f}"]
         if several:
-            by_seed = {int(k): v for k, v in r["per_seed"].items()}  # (string keys once read from JSON)
-            per_seed = " / ".join(f"{by_seed[s]:+.4f}" for s in map(int, results.seeds) if s in by_seed)
+            per_seed = " / ".join(f"{r['per_seed'][s]:+.4f}" for s in results.seeds if s in r["per_seed"])
             cells += ["" if r["se_seeds"] is None else f"{r['se_seeds']:.4f}", f"{r['seeds_above']} of {r['seeds']}", per_seed]
         cells.append(f"{r['better']} / {r['worse']}")
         lines.append("| " + " | ".join(cells) + " |")
