@@ -392,20 +392,24 @@ def test_a_user_added_after_training_is_scored_from_their_attributes_as_a_cold_u
     empty = sp.csr_matrix((2, data.n_items))
     want = m.score(Queries(cold, empty))
     assert not np.allclose(want[0], want[1])  # the attributes matter to these scores
+    # A batch of one is compared with a batch of one: a matrix product may round a row
+    # differently in a batch of another size (one float32 ulp seen in a CI run).
+    want_one = m.score(Queries(cold[:1], empty[:1]))[0]
     save_model(m, data, tmp_path / "m")
     for model in (m, load_model(tmp_path / "m").scorer):
         new = model.add_users(pd.DataFrame({"side": ["left", "right", "north"], "age": [25, "70", "old"]}))
         np.testing.assert_array_equal(new, [62, 63, 64])
         got = model.score(Queries(new, sp.csr_matrix((3, data.n_items))))
-        np.testing.assert_array_equal(got[:2], want)
+        np.testing.assert_array_equal(model.score(Queries(new[:2], empty)), want)
         nothing = model.score(Queries([-1], sp.csr_matrix((1, data.n_items))))
         assert not np.allclose(got[2], want[0]) and not np.allclose(got[2], nothing[0])
+        missing_one = model.score(Queries(new[2:], sp.csr_matrix((1, data.n_items))))[0]
         # Recoded: the third user's attributes become the first cold user's.
         model.update_users(new[2:], pd.DataFrame({"side": ["left"], "age": [25]}))
-        np.testing.assert_array_equal(model.score(Queries(new[2:], sp.csr_matrix((1, data.n_items))))[0], want[0])
+        np.testing.assert_array_equal(model.score(Queries(new[2:], sp.csr_matrix((1, data.n_items))))[0], want_one)
         # No attributes given: every one missing, as an unseen category and a non-number are.
         (bare,) = model.add_users(pd.DataFrame(index=range(1)))
-        np.testing.assert_array_equal(model.score(Queries([bare], sp.csr_matrix((1, data.n_items))))[0], got[2])
+        np.testing.assert_array_equal(model.score(Queries([bare], sp.csr_matrix((1, data.n_items))))[0], missing_one)
 
 
 def test_a_user_who_gives_no_attributes_is_scored_with_the_trained_users_mean_ones(people):
