@@ -304,3 +304,63 @@ def test_an_offered_member_is_used_as_it_is_only_with_the_same_settings_and_data
     s = make_scorer("ensemble", members="pop,ials", folds=1, seed=42, **{"ials.factors": 8})
     s.offer("ials", ials, world)
     assert s.fit(world).describe()["reused"] == ["ials"]  # the same settings: taken
+
+
+def _blocks_with_new_items(seed: int = 3):
+    """Two blocks of users and items whose titles say the block; items 20-29 have text and no
+    pair (new items)."""
+    from metarec.testing import tiny_dataset
+
+    rng = np.random.default_rng(seed)
+    histories = [[i for i in (range(10) if u < 30 else range(10, 20)) if rng.random() < 0.7] for u in range(60)]
+    titles = [f"{'red kettle' if i < 10 or 20 <= i < 25 else 'blue tent'} {i}" for i in range(30)]
+    return tiny_dataset(histories, 30, titles)
+
+
+def test_new_items_get_weights_of_their_own_and_a_member_that_cannot_score_them_gets_none():
+    """Known answer: EASE scores no item it never saw a pair of, so on the split that holds
+    items out its weight for new items is 0, whatever its weight for known items; the items
+    without pairs are then ranked by the content members' blend with those weights, the known
+    items by the user's segment's weights (checked here with weights set by hand)."""
+    data = _blocks_with_new_items()
+    hashing = {"content-knn.encoder": "hashing-32", "hybrid.encoder": "hashing-32"}
+    s = make_scorer("ensemble", members="ease,content-knn,hybrid", folds=1, min_segment_users=5, **hashing).fit(data)
+    d = s.describe()
+    assert d["segments"][-1] == "new items" and d["segment_users"][-1] > 0
+    assert d["weights"][-1][0] == 0.0 and sum(d["weights"][-1]) == pytest.approx(1.0)
+    assert set(d["validation_new_items"]) == {"content-knn", "hybrid", "ensemble"}
+    new = np.arange(20, 30)
+    assert not s.known_items_[new].any() and s.known_items_[:20].all()
+
+    q = Queries(np.arange(60), data.matrix())
+    z = [normalise(m.scorers[0].score(q), q.history) for m in s.members_]
+    assert np.isnan(z[0][:, new]).all() and np.isfinite(z[1][:, new]).all() and np.isfinite(z[2][:, new]).all()
+    s.weights_[:] = [0.5, 0.5, 0.0]
+    s.item_weights_ = np.array([0.0, 0.25, 0.75], dtype=np.float32)
+    got = s.score(q)
+    np.testing.assert_allclose(got[:, :20], 0.5 * z[0][:, :20] + 0.5 * z[1][:, :20], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[:, new], 0.25 * z[1][:, new] + 0.75 * z[2][:, new], rtol=1e-5, atol=1e-5)
+    # Without weights for new items (new_items=0, or a model saved before them) EASE's share
+    # of a new item goes to the mean of the members that can score it.
+    s.item_weights_ = None
+    got = s.score(q)
+    mean = (z[1][:, new] + z[2][:, new]) / 2
+    np.testing.assert_allclose(got[:, new], 0.5 * mean + 0.5 * z[1][:, new], rtol=1e-5, atol=1e-5)
+    off = make_scorer("ensemble", members="ease,content-knn,hybrid", folds=1, new_items=0.0, **hashing).fit(data)
+    assert off.item_weights_ is None and "new items" not in off.describe()["segments"]
+
+
+def test_new_item_weights_survive_saving_and_older_models_load_without_them(tmp_path):
+    data = _blocks_with_new_items()
+    s = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-32"}).fit(data)
+    np.testing.assert_array_equal(s.item_weights_, [0.0, 1.0])  # EASE cannot score new items
+    save_model(s, data, tmp_path / "m")
+    loaded = load_model(tmp_path / "m").scorer
+    np.testing.assert_array_equal(loaded.item_weights_, s.item_weights_)
+    assert loaded.describe() == s.describe()
+    q = Queries(np.arange(5), data.matrix()[:5])
+    np.testing.assert_allclose(loaded.score(q), s.score(q), rtol=1e-6, equal_nan=True)
+    state = {k: v for k, v in s.get_state().items() if not k.startswith("item_")}
+    old = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-32"})
+    old.set_state(state)
+    assert old.item_weights_ is None and old.describe()["validation_new_items"] == {}

@@ -6,7 +6,8 @@ among them), so members on different scales can be averaged; the ensemble's scor
 weighted sum. An item a member cannot score (NaN: an item it never saw, such as one added
 online from its text, which only content members can score) takes the mean normalised score
 of the members that can, so those members decide, on the others' scale; an item no member can
-score stays NaN. New items are added to the members that read item text (``add_items``).
+score stays NaN. New items are added to the members that read item text (``add_items``);
+an item without training pairs is ranked with weights of its own (``new_items``, below).
 
 The weights are fit on a validation split carved from the training data
 (:func:`metarec.data.splits.validation`, never the test): members are trained on what is left,
@@ -22,6 +23,14 @@ given at query time) get weights of their own per segment, fit on the validation
 users: a member that adapts to a new user's clicks (``meta``) and one that was trained on the
 user's history (``ials``) are not equally good at the same history length. A new-user segment
 with too few validation users takes its history segment's weights.
+With ``new_items`` (default 0.2), items without a training pair (new items: held out of
+training, or added online from their text) get weights of their own too, fit on one more
+validation split that holds that share of the items out of training entirely
+(:func:`metarec.data.splits.cold_item`): the members that can score an item from its text
+rank the held-out items for the users who have pairs on them (members that cannot score
+them get weight 0). Without it, a new item is ranked with its user's segment's weights,
+learnt on known items, each member that cannot score it standing in at the mean of those
+that can.
 Then the members are trained again on all the training data (``refit``), except a member
 already trained on that data with the same settings (seed included) and offered to the
 ensemble (:meth:`EnsembleScorer.offer`): that model is the member, trained once.
@@ -47,7 +56,7 @@ import scipy.sparse as sp
 
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
-from metarec.data.splits import HISTORY_SEGMENTS, history_segment, segment_names, validation
+from metarec.data.splits import HISTORY_SEGMENTS, cold_item, history_segment, segment_names, validation
 from metarec.errors import ConfigError
 from metarec.models.base import Scorer, new_users
 from metarec.ranking import top_k
@@ -86,7 +95,13 @@ class EnsembleConfig:
         if its cross-fitted validation gain exceeds this many standard errors of the per-user
         paired differences (:func:`choose_weights`; 0: keep any in-sample gain).
     known_significance: the same for weights fit on known users alone (the users the members
-        were trained on); ``significance`` holds wherever a new user is among the rows.
+        were trained on), and for the weights of new items (``new_items``); ``significance``
+        holds wherever a new user is among the rows.
+    new_items: the share of the items with pairs held out of training in one more validation
+        split, on which the weights for items without training pairs are fit (the members
+        that can score such items rank the held-out ones); 0: those items take their user's
+        weights, each member that cannot score them at the mean of those that can (models
+        saved before it).
     refit: train the members again on all the data once the weights are fit.
     params: member parameters, ``{"ials": {"factors": 128}}``; once made, every setting of
         each member (seeds aside), so that a saved config names how its members were trained.
@@ -106,6 +121,7 @@ class EnsembleConfig:
     one_click: bool = True
     significance: float = 1.0
     known_significance: float = 0.0
+    new_items: float = 0.2
     refit: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 42
@@ -266,6 +282,27 @@ def choose_weights(
     return w if d.mean() > significance * se else eye[best]
 
 
+def ranker(rel: np.ndarray, metric: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``ranked(s, rows)``: each of validation users ``rows``' ``metric`` when items are ranked
+    by scores ``s`` (``(len(rows), I)``; ``-inf``: never ranked), ``rel`` ``(n, I)`` marking
+    every user's relevant items.
+
+    >>> ranked = ranker(np.array([[False, True, False]]), "HitRate@1")
+    >>> ranked(np.array([[0.0, 2.0, 1.0]]), np.array([0])).tolist()
+    [1.0]
+    """
+    from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
+
+    cutoff = metric_cutoff(metric)
+    n_rel = rel.sum(axis=1)
+
+    def ranked(s: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        hits = np.take_along_axis(rel[rows], top_k(s, cutoff), axis=1)
+        return ranking_metrics(hits, n_rel[rows], (cutoff,))[metric]
+
+    return ranked
+
+
 def impute_members(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(K, n, I)`` members' normalised scores with NaN (cannot score) replaced by the mean of
     the members that can score that item for that user (0 where none can), and ``(n, I)``:
@@ -344,7 +381,7 @@ class EnsembleScorer(Scorer):
     Config = EnsembleConfig
     # Before ``known_significance``, ``significance`` held for known users too.
     saved_before = {"known_significance": lambda saved: saved.get("significance", EnsembleConfig.significance),
-                    "one_click": False}  # fmt: skip
+                    "one_click": False, "new_items": 0.0}  # fmt: skip
 
     def __init__(self, config: EnsembleConfig | None = None, **params: Any) -> None:
         # ``ials.factors=128`` is a member's parameter.
@@ -370,6 +407,7 @@ class EnsembleScorer(Scorer):
             ("validation_users", 0 < c.validation_users <= 1, "in (0, 1]"),
             ("new_users", 0 <= c.new_users < 1, "in [0, 1)"),
             ("holdout_share", 0 < c.holdout_share < 1, "in (0, 1)"),
+            ("new_items", 0 <= c.new_items < 1, "in [0, 1)"),
             ("min_segment_users", c.min_segment_users >= 1, "at least 1"),
         ):  # (and, as for every model, no setting below 0: checked_config)
             if not ok:
@@ -417,9 +455,14 @@ class EnsembleScorer(Scorer):
         self.weights_ = np.full((len(self.group_names_), k), 1.0 / k, dtype=np.float32)
         self.validation_ = {}
         self.segment_users_ = np.zeros(len(self.group_names_), dtype=np.int64)
+        self.item_weights_: np.ndarray | None = None  # for items without training pairs
+        self.item_validation_: dict[str, float] = {}
+        self.item_users_ = 0
         members = None
+        if k > 1 and c.new_items > 0:
+            self._fit_item_weights(data)
         if k > 1:
-            folds = []  # (members' normalised scores, queries, relevant) per validation split
+            folds = []  # (members' normalised scores, queries, relevant, new users, items with pairs) per split
             for f in range(c.folds):
                 split = validation(data, c.seed + f, c.validation_users, c.new_users, c.holdout_share,
                                    segments=self.segments_)  # fmt: skip
@@ -428,8 +471,9 @@ class EnsembleScorer(Scorer):
                 members = self._members()
                 for m in members:
                     m.fit(split.train)
-                known = split.train.matrix().getnnz(axis=1) > 0
-                folds.append(self._validation_scores(members, split.query_sets, data.n_items, c.seed + f, known))
+                trained = split.train.matrix()
+                known, items = trained.getnnz(axis=1) > 0, trained.getnnz(axis=0) > 0
+                folds.append(self._validation_scores(members, split.query_sets, data.n_items, c.seed + f, known, items))
             if folds:
                 self._fit_weights(folds)
             else:
@@ -464,13 +508,14 @@ class EnsembleScorer(Scorer):
         return [n if k == 1 else f"{n}*{k}" for n, k in self.spec_]
 
     def _validation_scores(
-        self, members: list[_Member], query_sets: list, n_items: int, seed: int, known: np.ndarray
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]:
+        self, members: list[_Member], query_sets: list, n_items: int, seed: int, known: np.ndarray,
+        items: np.ndarray,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray, np.ndarray]:  # fmt: skip
         """Members' normalised scores and what is scorable (:meth:`_member_scores`), and what
         each member can score itself ``(K, n, I)``, for the validation queries with a relevant
-        item (sampled down to :data:`MAX_VALIDATION_CELLS`), the queries, their relevant items
-        and whether each query's user is new to the members (``known``: the users the members
-        were trained on)."""
+        item (sampled down to :data:`MAX_VALIDATION_CELLS`), the queries, their relevant items,
+        whether each query's user is new to the members (``known``: the users the members
+        were trained on) and ``items``, the items the members were trained on pairs of."""
         queries = Queries(
             np.concatenate([qs.queries.users for qs in query_sets]),
             sp.vstack([qs.queries.history for qs in query_sets]).tocsr(),
@@ -482,33 +527,104 @@ class EnsembleScorer(Scorer):
             keep = np.sort(np.random.default_rng(seed).choice(keep, cap, replace=False))
         queries, relevant = queries[keep], relevant[keep]
         raw = self._raw_scores(members, queries)
-        return (*impute_members(raw), np.isfinite(raw)), queries, relevant, new_users(queries.users, known)
+        return (*impute_members(raw), np.isfinite(raw)), queries, relevant, new_users(queries.users, known), items
+
+    def _fit_item_weights(self, data: Dataset) -> None:
+        """The weights for items without training pairs. On ``folds`` splits that each hold
+        ``new_items`` of the items out of training (:func:`~metarec.data.splits.cold_item`,
+        seeds ``seed``, ``seed + 1``, ...), the members rank the held-out items for the users
+        with pairs on them; the weights maximise the validation metric over all the folds'
+        users (:func:`choose_weights`, at ``known_significance``: the users are known, the
+        items new). A member that scores none of the first fold's held-out items (EASE,
+        ItemKNN: they score no item they never saw a pair of) gets weight 0 and is not trained
+        on the other folds."""
+        c = self.config
+        k = len(self.spec_)
+        can = np.ones(k, dtype=bool)
+        zs, oks, rels = [], [], []
+        for f in range(c.folds):
+            split = cold_item(data, c.seed + f, c.new_items)
+            qs = split.query_sets[0]
+            cand = np.asarray(qs.candidates)
+            keep = np.flatnonzero(qs.relevant.getnnz(axis=1) > 0)
+            if len(cand) < 2 or not len(keep):
+                log.info("ensemble: too few items to hold out for new items' weights; they take their user's weights")
+                return
+            members = [m for m, ok in zip(self._members(), can) if ok]
+            for m in members:
+                m.fit(split.train)
+            cap = max(MAX_VALIDATION_CELLS // (data.n_items * len(members) * c.folds), 100)
+            if len(keep) > cap:
+                keep = np.sort(np.random.default_rng(c.seed + f).choice(keep, cap, replace=False))
+            raw = self._raw_scores(members, qs.queries[keep])[:, :, cand]  # normalised over every unseen item
+            if f == 0:
+                can = np.isfinite(raw).any(axis=(1, 2))
+                if not can.any():
+                    log.info("ensemble: no member scores items without training pairs")
+                    return
+                raw = raw[can]
+            z, ok = impute_members(raw)
+            zs.append(z)
+            oks.append(ok)
+            rels.append(qs.relevant[keep][:, cand].toarray() > 0)
+        # Every fold holds out as many items: the folds' users stack, each ranking their own fold's.
+        z, scorable, rel = np.concatenate(zs, axis=1), np.concatenate(oks), np.concatenate(rels)
+        ranked = ranker(rel, c.metric)
+
+        def per_user(w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            s = np.tensordot(w, z[:, rows], axes=1)
+            s[~scorable[rows]] = -np.inf
+            return ranked(s, rows)
+
+        everyone = np.arange(len(rel))
+        n = int(can.sum())
+        eye = [np.eye(n)[j] for j in range(n)]
+        w = choose_weights(per_user, everyone, [*eye, np.full(n, 1.0 / n)], c.known_significance,
+                           np.random.default_rng((c.seed, len(rel)))) if n > 1 else np.ones(1)  # fmt: skip
+        self.item_weights_ = np.zeros(k, dtype=np.float32)
+        self.item_weights_[can] = w
+        self.item_users_ = len(rel)
+        names = [m for m, ok in zip(self.member_names, can) if ok]
+        self.item_validation_ = {m: float(per_user(e, everyone).mean()) for m, e in zip(names, eye)}
+        self.item_validation_["ensemble"] = float(per_user(w, everyone).mean())
+        log.info("ensemble weights, new items (%d validation users): %s; validation %s %s", len(rel),
+                 dict(zip(self.member_names, self.item_weights_.round(3).tolist())), c.metric,
+                 self.item_validation_)  # fmt: skip
 
     def _fit_weights(
-        self, folds: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray]]
+        self,
+        folds: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Queries, sp.csr_matrix, np.ndarray, np.ndarray]],
     ) -> None:
-        """Coordinate ascent on the validation metric over all folds' users, then per segment."""
-        from metarec.evaluation.metrics import ranking_metrics  # (evaluation imports the registry)
-
+        """Coordinate ascent on the validation metric over all folds' users, then per segment.
+        An item without training pairs in a fold is scored as serving scores it: with the
+        weights for new items where they were fit (:meth:`_fit_item_weights`), whatever the
+        weights being fit here."""
         c = self.config
         z = np.concatenate([f[0][0] for f in folds], axis=1)  # (K, n, I)
         history = sp.vstack([f[1].history for f in folds]).tocsr()
         # Never ranked: what the user has seen, and what no member can score.
         seen = (history.toarray() > 0) | ~np.concatenate([f[0][1] for f in folds])
         rel = sp.vstack([f[2] for f in folds]).toarray() > 0
-        n_rel = rel.sum(axis=1)
         metric = c.metric
-        cutoff = metric_cutoff(metric)
+        ranked = ranker(rel, metric)
+        new_item = None  # (n, I): items without training pairs in the row's fold
+        if self.item_weights_ is not None:
+            new_item = np.concatenate([np.broadcast_to(~f[4], (len(f[3]), len(f[4]))) for f in folds])
+            if new_item.any():
+                item_scores = np.tensordot(self.item_weights_, z, axes=1)
+            else:
+                new_item = None
 
-        def ranked(s: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            """Each user's metric for scores ``s`` (never ranked: ``-inf``) of users ``rows``."""
-            hits = np.take_along_axis(rel[rows], top_k(s, cutoff), axis=1)
-            return ranking_metrics(hits, n_rel[rows], (cutoff,))[metric]
+        def blended(s: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            """Scores ``s`` of users ``rows`` as ranked: new items by their own weights, what
+            is never ranked at ``-inf``."""
+            if new_item is not None:
+                s = np.where(new_item[rows], item_scores[rows], s)
+            s[seen[rows]] = -np.inf
+            return s
 
         def per_user(w: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            s = np.tensordot(w, z[:, rows], axes=1)
-            s[seen[rows]] = -np.inf
-            return ranked(s, rows)
+            return ranked(blended(np.tensordot(w, z[:, rows], axes=1), rows), rows)
 
         is_new = np.concatenate([f[3] for f in folds])  # the user is new to the members
         k = z.shape[0]
@@ -543,9 +659,7 @@ class EnsembleScorer(Scorer):
                 if c.new_apart and len(rows_g) >= c.min_segment_users and len(rows_g) < len(rows):
                     self.weights_[g] = fit(rows_g, [*eye, pooled])
         # The validation metric of the ensemble as fit (each user with their segment's weights).
-        seg_w = self.weights_[group]
-        s_all = np.einsum("kni,nk->ni", z, seg_w)
-        s_all[seen] = -np.inf
+        s_all = blended(np.einsum("kni,nk->ni", z, self.weights_[group]), everyone)
         self.validation_["ensemble"] = float(ranked(s_all, everyone).mean())
         log.info("ensemble validation %s: %s", metric, self.validation_)
 
@@ -554,6 +668,10 @@ class EnsembleScorer(Scorer):
         z, scorable = self._member_scores(self.members_, queries)  # (K, n, I), (n, I)
         w = self.weights_[self._groups(queries.history.getnnz(axis=1), new_users(queries.users, self.known_users_))]
         out = np.einsum("kni,nk->ni", z, w)
+        if self.item_weights_ is not None:  # items without training pairs: their own weights
+            new = np.flatnonzero(~self.known_items_)
+            if len(new):
+                out[:, new] = np.tensordot(self.item_weights_, z[:, :, new], axes=1)
         out[~scorable] = np.nan
         return out
 
@@ -627,13 +745,16 @@ class EnsembleScorer(Scorer):
     def describe(self) -> dict[str, Any]:
         """Members, the weights per segment, validation users per segment and the validation
         metric of each member and of the ensemble (shown by the evaluation report)."""
+        new_items = self.item_weights_ is not None
         return {
             "members": self.member_names,
-            "segments": list(self.group_names_),
-            "weights": self.weights_.round(4).tolist(),
-            "segment_users": self.segment_users_.tolist(),
+            "segments": list(self.group_names_) + (["new items"] if new_items else []),
+            "weights": self.weights_.round(4).tolist() + ([self.item_weights_.round(4).tolist()] if new_items else []),
+            "segment_users": self.segment_users_.tolist() + ([int(self.item_users_)] if new_items else []),
             "metric": self.config.metric,
             "validation": self.validation_,
+            # each member that scores new items, and the ensemble, ranking held-out items
+            "validation_new_items": self.item_validation_,
             "reused": list(self.reused_),  # members offered, not trained again
         }
 
@@ -646,6 +767,14 @@ class EnsembleScorer(Scorer):
             # validation metric of each member, then of the ensemble (NaN: not fit)
             "validation": np.array(
                 [self.validation_.get(n, np.nan) for n in [*self.member_names, "ensemble"]], dtype=np.float64
+            ),
+            # the weights for items without training pairs (NaN: not fit), their validation users
+            # and metric (as "validation")
+            "item_weights": (self.item_weights_ if self.item_weights_ is not None
+                             else np.full(len(self.member_names), np.nan, dtype=np.float32)),  # fmt: skip
+            "item_users": np.array([self.item_users_], dtype=np.int64),
+            "item_validation": np.array(
+                [self.item_validation_.get(n, np.nan) for n in [*self.member_names, "ensemble"]], dtype=np.float64
             ),
         }
         for j, m in enumerate(self.members_):
@@ -663,6 +792,11 @@ class EnsembleScorer(Scorer):
             self.segment_users_ = np.concatenate([self.segment_users_, np.zeros_like(self.segment_users_)])
         names = [*self.member_names, "ensemble"]
         self.validation_ = {n: float(v) for n, v in zip(names, state["validation"]) if np.isfinite(v)}
+        w = state.get("item_weights")  # absent: saved before new items had weights of their own
+        self.item_weights_ = w.astype(np.float32) if w is not None and np.isfinite(w).all() else None
+        self.item_users_ = int(state["item_users"][0]) if "item_users" in state else 0
+        v = state.get("item_validation", np.array([]))
+        self.item_validation_ = {n: float(x) for n, x in zip(names, v) if np.isfinite(x)}
         self.members_ = self._members()
         for j, m in enumerate(self.members_):
             for c, s in enumerate(m.scorers):
