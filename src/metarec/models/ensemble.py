@@ -24,8 +24,8 @@ users: a member that adapts to a new user's clicks (``meta``) and one that was t
 user's history (``ials``) are not equally good at the same history length. A new-user segment
 with too few validation users takes its history segment's weights.
 With ``new_items`` (default 0.2), items without a training pair (new items: held out of
-training, or added online from their text) get weights of their own too, fit on one more
-validation split that holds that share of the items out of training entirely
+training, or added online from their text) get weights of their own too, fit on ``folds``
+more validation splits that each hold that share of the items out of training entirely
 (:func:`metarec.data.splits.cold_item`): the members that can score an item from its text
 rank the held-out items for the users who have pairs on them (members that cannot score
 them get weight 0). Without it, a new item is ranked with its user's segment's weights,
@@ -546,7 +546,7 @@ class EnsembleScorer(Scorer):
             split = cold_item(data, c.seed + f, c.new_items)
             qs = split.query_sets[0]
             cand = np.asarray(qs.candidates)
-            keep = np.flatnonzero(qs.relevant.getnnz(axis=1) > 0)
+            keep = np.arange(len(qs.queries))  # cold_item asks only users with pairs on held-out items
             if len(cand) < 2 or not len(keep):
                 log.info("ensemble: too few items to hold out for new items' weights; they take their user's weights")
                 return
