@@ -8,6 +8,7 @@ from metarec.data import Queries
 from metarec.data.splits import HISTORY_SEGMENTS, history_segment, validation
 from metarec.errors import ConfigError
 from metarec.models import make_scorer
+from metarec.models.registry import MODELS
 from metarec.models.ensemble import choose_weights, coordinate_ascent, normalise, parse_members
 from metarec.models.io import load_model, save_model
 from metarec.testing import checkerboard
@@ -348,6 +349,41 @@ def test_new_items_get_weights_of_their_own_and_a_member_that_cannot_score_them_
     np.testing.assert_allclose(got[:, new], 0.5 * mean + 0.5 * z[1][:, new], rtol=1e-5, atol=1e-5)
     off = make_scorer("ensemble", members="ease,content-knn,hybrid", folds=1, new_items=0.0, **hashing).fit(data)
     assert off.item_weights_ is None and "new items" not in off.describe()["segments"]
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [(n, {}) for n, cls in sorted(MODELS.items()) if cls.pairs_only]
+    + [("ease", {"content": 0.5, "encoder": "hashing-32"}), ("itemknn", {"k": 2})],
+)
+def test_a_pairs_only_scorer_scores_no_item_without_pairs(name, params):
+    """``pairs_only`` is a promise about every setting, since an ensemble trusts it without
+    training the member: items without pairs are NaN, even where they have text."""
+    data = _blocks_with_new_items()
+    s = make_scorer(name, **params).fit(data)
+    assert s.pairs_only
+    got = s.score(Queries(np.arange(60), data.matrix()))
+    assert np.isnan(got[:, 20:]).all() and np.isfinite(got[:, :20]).any(axis=1).all()
+
+
+def test_a_pairs_only_member_is_not_trained_to_rank_new_items(monkeypatch):
+    """EASE is trained for the warm validation fold and for serving, not on the split that
+    holds items out (folds=1: one of each); the hybrid on all three."""
+    from metarec.models.baselines import EASEScorer
+    from metarec.models.content import HybridScorer
+
+    fits = {"ease": 0, "hybrid": 0}
+    for cls in (EASEScorer, HybridScorer):
+        def counted(self, data, matrix, _fit=cls._fit):
+            fits[self.name] += 1
+            return _fit(self, data, matrix)
+        monkeypatch.setattr(cls, "_fit", counted)
+    data = _blocks_with_new_items()
+    s = make_scorer("ensemble", members="ease,hybrid", folds=1, **{"hybrid.encoder": "hashing-32"}).fit(data)
+    assert fits == {"ease": 2, "hybrid": 3}
+    np.testing.assert_array_equal(s.item_weights_, [0.0, 1.0])
+    only = make_scorer("ensemble", members="ease,itemknn", folds=1).fit(data)
+    assert only.item_weights_ is None  # no member can score new items: they take their user's weights
 
 
 def test_new_item_weights_survive_saving_and_older_models_load_without_them(tmp_path):

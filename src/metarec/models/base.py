@@ -113,6 +113,9 @@ class Scorer:
     #: retrain`` trains the model as it was trained. A value may be a callable of the saved
     #: settings (a dict), where the old behaviour is another setting's value.
     saved_before: ClassVar[dict[str, Any]] = {}
+    #: Scores only items it was trained on pairs of, whatever its settings: every other item
+    #: is NaN. An ensemble then knows, without training it, that it cannot rank new items.
+    pairs_only: ClassVar[bool] = False
 
     @property
     def can_add_items(self) -> bool:

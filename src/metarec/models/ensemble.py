@@ -355,6 +355,10 @@ class _Member:
     def can_add_items(self) -> bool:
         return self.scorers[0].can_add_items
 
+    @property
+    def pairs_only(self) -> bool:
+        return self.scorers[0].pairs_only
+
     def score(self, queries: Queries, how: str) -> np.ndarray:
         """Normalised scores, NaN where the model cannot score (mean over the copies). Items
         added to the ensemble's catalogue since a member that cannot add items was fit are
@@ -535,12 +539,15 @@ class EnsembleScorer(Scorer):
         seeds ``seed``, ``seed + 1``, ...), the members rank the held-out items for the users
         with pairs on them; the weights maximise the validation metric over all the folds'
         users (:func:`choose_weights`, at ``known_significance``: the users are known, the
-        items new). A member that scores none of the first fold's held-out items (EASE,
-        ItemKNN: they score no item they never saw a pair of) gets weight 0 and is not trained
-        on the other folds."""
+        items new). A member that cannot score new items gets weight 0 and is not trained for
+        this: one whose class scores only items it saw pairs of (``Scorer.pairs_only``: EASE,
+        ItemKNN, popularity), and one that scores none of the first fold's held-out items."""
         c = self.config
         k = len(self.spec_)
-        can = np.ones(k, dtype=bool)
+        can = np.array([not m.pairs_only for m in self._members()])
+        if not can.any():
+            log.info("ensemble: no member scores items without training pairs")
+            return
         zs, oks, rels = [], [], []
         for f in range(c.folds):
             split = cold_item(data, c.seed + f, c.new_items)
@@ -558,11 +565,12 @@ class EnsembleScorer(Scorer):
                 keep = np.sort(np.random.default_rng(c.seed + f).choice(keep, cap, replace=False))
             raw = self._raw_scores(members, qs.queries[keep])[:, :, cand]  # normalised over every unseen item
             if f == 0:
-                can = np.isfinite(raw).any(axis=(1, 2))
-                if not can.any():
+                scores = np.isfinite(raw).any(axis=(1, 2))
+                if not scores.any():
                     log.info("ensemble: no member scores items without training pairs")
                     return
-                raw = raw[can]
+                raw = raw[scores]
+                can[can] = scores
             z, ok = impute_members(raw)
             zs.append(z)
             oks.append(ok)

@@ -184,6 +184,7 @@ class EASEScorer(Scorer):
     """EASE item-item model; items with no training interaction are NaN."""
 
     name = "ease"
+    pairs_only = True
     Config = EASEConfig
     saved_before = {"values": "none"}  # binary pairs
 

@@ -30,6 +30,7 @@ class ItemKNNScorer(Scorer):
     """Item-kNN; items with no training interaction are NaN."""
 
     name = "itemknn"
+    pairs_only = True
     Config = ItemKNNConfig
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:

@@ -28,6 +28,7 @@ class PopScorer(Scorer):
     """
 
     name = "pop"
+    pairs_only = True
     Config = PopConfig
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
