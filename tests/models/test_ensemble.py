@@ -32,6 +32,19 @@ def test_rank_normalisation_is_a_percentile_and_a_row_of_nan_stays_nan():
     assert np.isnan(z[1]).all()
 
 
+def test_rrf_normalisation_is_one_over_k_plus_the_rank_among_unseen_items():
+    """Known answers: rank 1 is the top unseen item; a seen item takes the rank it would have
+    among the unseen ones, and NaN stays NaN."""
+    from metarec.models.ensemble import RRF_K
+
+    s = np.array([[3.0, 1.0, 2.0, 4.0, np.nan]], dtype=np.float32)
+    seen = sp.csr_matrix(([1.0], ([0], [3])), shape=(1, 5))  # item 3, the highest, is seen
+    z = normalise(s, seen, "rrf")
+    np.testing.assert_allclose(1 / z[0, :3], [RRF_K + 1, RRF_K + 3, RRF_K + 2], rtol=1e-6)
+    assert z[0, 3] == pytest.approx(1 / (RRF_K + 1))  # above every unseen item: rank 1
+    assert np.isnan(z[0, 4])
+
+
 def test_coordinate_ascent_never_ends_below_its_best_start():
     rng = np.random.default_rng(0)
     target = rng.dirichlet(np.ones(4))

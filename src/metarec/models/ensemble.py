@@ -63,7 +63,11 @@ from metarec.ranking import top_k
 
 log = logging.getLogger(__name__)
 
-NORMALISATIONS = ("zscore", "rank")
+NORMALISATIONS = ("zscore", "rank", "rrf")
+
+#: Reciprocal rank fusion's constant (Cormack et al. 2009): an item at rank ``r`` (1: the
+#: member's top unseen item) scores ``1 / (RRF_K + r)``.
+RRF_K = 60
 #: History segments with ``one_click``: the issue's 0, 1-5, 6-20, >20 with one click apart.
 ONE_CLICK_SEGMENTS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 1), (2, 5), (6, 20), (21, None))
 
@@ -75,7 +79,8 @@ MAX_VALIDATION_CELLS = 100_000_000
 class EnsembleConfig:
     """Attributes:
     members: comma-separated model names; ``name*k`` is a seed ensemble of ``k`` copies.
-    normalise: ``zscore`` or ``rank`` (per user, over the items the user has not seen).
+    normalise: ``zscore``, ``rank`` (percentiles) or ``rrf`` (reciprocal rank fusion, ``1 / (60 +
+        rank)``), per user, over the items the user has not seen.
     segments: fit one weight vector per history-length segment (else one for everyone).
     metric: the validation metric maximised, ``NDCG@k``, ``Recall@k``, ``HitRate@k``, ...
     validation_users, new_users, holdout_share: the validation split
@@ -181,6 +186,8 @@ def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -
     >>> s = np.array([[1.0, 2.0, 3.0, np.nan]], dtype=np.float32)
     >>> normalise(s, sp.csr_matrix((1, 4)), "rank").tolist()
     [[0.0, 0.5, 1.0, nan]]
+    >>> (1 / normalise(s, sp.csr_matrix((1, 4)), "rrf")).round().tolist()  # RRF_K + rank
+    [[63.0, 62.0, 61.0, nan]]
     """
     s = np.asarray(scores, dtype=np.float32)
     finite = np.isfinite(s)
@@ -194,20 +201,25 @@ def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -
         var = (x * x).sum(axis=1) / np.maximum(count, 1) - mu * mu
         sd = np.sqrt(np.maximum(var, 0.0))
         z = ((s - mu[:, None]) / np.where(sd > 1e-9, sd, 1.0)[:, None]).astype(np.float32)
-    elif how == "rank":
+    elif how in ("rank", "rrf"):
+        # pos: how many valid items score below the item (0 .. count - 1 for a valid item).
         x = np.where(valid, s, -np.inf)
         ranks = np.empty_like(s)
         order = np.argsort(x, axis=1, kind="stable")
         np.put_along_axis(ranks, order, np.arange(s.shape[1], dtype=np.float32)[None, :], axis=1)
-        low = (s.shape[1] - count)[:, None]  # the first rank a valid item holds
-        z = ((ranks - low) / np.maximum(count - 1, 1)[:, None]).astype(np.float32)
-        # History items: the percentile they would have among the valid items.
+        pos = ranks - (s.shape[1] - count)[:, None]  # the first rank a valid item holds is 0
+        # History items: the place they would have among the valid items.
         if len(rows):
             vs = np.where(valid, s, np.inf)
             vs.sort(axis=1)
             for r, c in zip(rows, cols):
                 if finite[r, c]:
-                    z[r, c] = np.searchsorted(vs[r, : count[r]], s[r, c]) / max(count[r] - 1, 1)
+                    pos[r, c] = np.searchsorted(vs[r, : count[r]], s[r, c])
+        if how == "rank":
+            z = (pos / np.maximum(count - 1, 1)[:, None]).astype(np.float32)
+        else:
+            top = np.maximum(count[:, None] - pos, 1)  # 1: the top valid item
+            z = (1.0 / (RRF_K + top)).astype(np.float32)
     else:
         raise ConfigError(f"ensemble: normalise must be one of {NORMALISATIONS}, not {how!r}")
     z[~finite] = np.nan
