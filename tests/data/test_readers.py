@@ -107,6 +107,38 @@ def test_csv_and_parquet_with_mapping(tmp_path):
     assert d2.n_interactions == 2
 
 
+def test_an_attribute_file_takes_the_logs_id_column_name_or_says_how_to_name_it(tmp_path):
+    """MovieLens's ratings.csv and movies.csv both call the item movieId: the mapping of the
+    log names the items file's id too, unless the file has an ``item`` column or
+    ``item_columns`` says otherwise. A file with neither is an error that says what to pass."""
+    f = write(tmp_path / "ratings.csv", "userId,movieId,rating\n1,10,5\n2,20,3\n")
+    write(tmp_path / "movies.csv", "movieId,title\n10,Heat\n20,Alien\n30,Up\n")
+    d = load_dataset(f, "csv", columns="user=userId,item=movieId,value=rating", items=tmp_path / "movies.csv",
+                     text_fields="title")  # fmt: skip
+    assert d.n_items == 3 and d.item_text()[list(d.item_ids).index("20")] == "Alien"
+    write(tmp_path / "other.csv", "sku,title\n10,Heat\n")
+    with pytest.raises(DataError, match=r"other\.csv: missing id column 'item' \(columns are: sku, title\); "
+                                        r"name it with --item-columns item=COLUMN"):  # fmt: skip
+        load_dataset(f, "csv", columns="user=userId,item=movieId", items=tmp_path / "other.csv")
+
+
+def test_a_parquet_date_column_is_read_as_a_date_not_as_a_count(tmp_path):
+    """Parquet stores a timestamp as a typed date (``datetime64``), which pandas turns into
+    microseconds or nanoseconds as a number: before, that was refused as "after the year
+    9999 as unix seconds". Naive dates are UTC, aware ones are converted, and ``--time-unit``
+    (for numbers) does not touch them."""
+    frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"],
+                          "ts": pd.to_datetime(["2024-01-01 00:00:00", "2024-01-02 12:00:00"])})  # fmt: skip
+    frame.to_parquet(tmp_path / "log.parquet")
+    for unit in ("s", "ms"):
+        d = load_dataset(tmp_path / "log.parquet", "parquet", columns="timestamp=ts", time_unit=unit)
+        assert sorted(d.interactions["timestamp"].tolist()) == [1704067200.0, 1704196800.0]
+    frame["ts"] = frame["ts"].dt.tz_localize("Europe/Berlin")  # 1 hour ahead of UTC in winter
+    frame.to_parquet(tmp_path / "log.parquet")
+    d = load_dataset(tmp_path / "log.parquet", "parquet", columns="timestamp=ts")
+    assert sorted(d.interactions["timestamp"].tolist()) == [1704063600.0, 1704193200.0]
+
+
 def test_an_attribute_file_repeating_an_id_is_said_and_its_first_row_kept(tmp_path, caplog):
     f = write(tmp_path / "log.csv", "user,item\nalice,a\nbob,b\n")
     items = write(tmp_path / "items.csv", "item,title\na,First\nb,Other\na,Second\n")

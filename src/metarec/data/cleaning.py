@@ -141,13 +141,20 @@ def time_unit_divisor(unit: str) -> float:
 def parse_timestamps(raw: pd.Series, unit: str = "s") -> pd.Series:
     """Seconds since the epoch as float64; NaN where a cell is missing or unparseable.
 
-    Accepts unix time in ``unit`` (numbers or numeric strings: ``s``, ``ms``, ``us``, ``ns``)
-    and ISO-like date strings.
+    Accepts unix time in ``unit`` (numbers or numeric strings: ``s``, ``ms``, ``us``, ``ns``),
+    ISO-like date strings, and date columns (``datetime64``, as Parquet stores a timestamp;
+    naive ones are UTC), which ``unit`` does not touch.
 
     >>> parse_timestamps(pd.Series(["1733390000123", "1970-01-02"]), "ms").tolist()
     [1733390000.123, 86400.0]
+    >>> parse_timestamps(pd.Series(pd.to_datetime(["1970-01-02", None])), "ms").tolist()
+    [86400.0, nan]
     """
-    numeric = pd.to_numeric(raw, errors="coerce") / time_unit_divisor(unit)
+    divisor = time_unit_divisor(unit)
+    if pd.api.types.is_datetime64_any_dtype(raw):  # a typed date column (Parquet): a date, not a count
+        utc = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
+        return ((utc - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64")
+    numeric = pd.to_numeric(raw, errors="coerce") / divisor
     todo = numeric.isna() & raw.notna()
     if todo.any():
         dates = pd.to_datetime(raw[todo].astype(str), errors="coerce", utc=True, format="mixed")

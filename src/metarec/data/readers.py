@@ -478,7 +478,8 @@ def read_table(
         columns: e.g. ``"user=userId,item=movieId,value=rating,timestamp=ts,event=type"``;
             canonical names default to themselves, ``user`` and ``item`` are required.
         items / users: optional attribute files; ``item_columns="item=movieId"`` names
-            their id column (default ``item`` / ``user``); every other column is an attribute.
+            their id column (default ``item`` / ``user``, or else the log's own id column as
+            ``columns`` names it, when the file has it); every other column is an attribute.
         text_fields: item columns holding text (comma-separated string or list).
         time_unit: the unit of numeric timestamps: ``s`` (default), ``ms``, ``us`` or ``ns``.
     """
@@ -502,9 +503,13 @@ def read_table(
             return None
         f = Path(file)
         t = _read_any(f, sep)
-        id_col = parse_mapping(spec).get(key, key)
+        named = parse_mapping(spec)
+        id_col = named.get(key, key)
+        if key not in named and key not in t.columns and full[key] in t.columns:
+            id_col = full[key]  # the log's own name for the id (MovieLens: movieId in both files)
         if id_col not in t.columns:
-            raise DataError(f"{f}: missing id column {id_col!r} (columns are: {', '.join(c for c in t.columns if c != '_row')})")
+            raise DataError(f"{f}: missing id column {id_col!r} (columns are: {', '.join(c for c in t.columns if c != '_row')}); "
+                            f"name it with --{key}-columns {key}=COLUMN")  # fmt: skip
         t = typed_attributes(t, f, infer=True, keep=(id_col, *tf))
         repeat = t[id_col].duplicated(keep="first").to_numpy()
         if repeat.any():  # said, not kept silently: the first row of an id is the one used
