@@ -106,3 +106,32 @@ def test_an_output_that_is_a_directory_is_refused_and_nothing_is_left_behind(tmp
     with pytest.raises(DataError, match="out: is a directory; give the Parquet file to write"):
         clean_large(src, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "out"]  # was a stray .out.partial
+
+
+@pytest.mark.parametrize(
+    "text, row, fields, header",
+    [
+        ("user,item\nu1,i1,x\nu2,i2\n", 2, 3, 2),  # DuckDB's sniffer read such a file as one column
+        ("user,item\nu1,i1\nu2,i2\nu3,i3,x\n", 4, 3, 2),  # ... or took line 4 as the header, no rows
+        ("user,item\n" + "u1,i1\n" * 30000 + "u2,i2,x\n", 30002, 3, 2),  # past the sniffer's sample
+    ],
+)
+def test_a_line_longer_than_the_header_is_named_as_the_in_memory_reader_names_it(tmp_path, text, row, fields, header):
+    src = tmp_path / "log.csv"
+    src.write_text(text)
+    message = rf"log\.csv: row {row} has {fields} fields where the header names {header}"
+    with pytest.raises(DataError, match=message):
+        load_dataset(src, "csv")
+    with pytest.raises(DataError, match=message):
+        clean_large(src, tmp_path / "o.parquet")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_empty_fields_at_the_end_of_each_data_line_are_read_alike_by_both_paths(tmp_path):
+    src = tmp_path / "log.csv"
+    src.write_text("user,item,stars\nu1,i1,5,\nu2,i1,4,\nu2,i2,3,\n")
+    clean_large(src, tmp_path / "o.parquet", "value=stars")
+    out = pd.read_parquet(tmp_path / "o.parquet")
+    mem = load_dataset(src, "csv", columns="value=stars")
+    assert out["user"].tolist() == ["u1", "u2", "u2"] and out["value"].tolist() == [5.0, 4.0, 3.0]
+    assert sorted(mem.interactions["value"].tolist()) == [3.0, 4.0, 5.0] and sorted(mem.user_ids) == ["u1", "u2"]

@@ -165,6 +165,10 @@ def test_a_column_the_mapping_does_not_read_is_said_not_dropped_silently(tmp_pat
         ({"u.data": "1\t2\tfive\t100\n"}, "movielens-100k", r"row 1, column value \('rating'\): 'five' is not a number"),
         ({"log.csv": "user,item\n"}, "csv", r"header but no rows"),
         ({"log.csv": "user,thing\na,b\n"}, "csv", r"missing column 'item'"),
+        # One field too many on the first data line: pandas took the first column as an index,
+        # and every column shifted (the users were read as items, without a word).
+        ({"log.csv": "user,item\na,b,c\nd,e\n"}, "csv", r"log\.csv: row 2 has 3 fields where the header names 2"),
+        ({"log.csv": "user,item\na,b\nd,e,f\n"}, "csv", r"log\.csv: row 3 has 3 fields where the header names 2"),
     ],
 )
 def test_bad_input_names_the_problem(tmp_path, files, fmt, message):
@@ -173,6 +177,15 @@ def test_bad_input_names_the_problem(tmp_path, files, fmt, message):
     target = tmp_path / next(iter(files)) if fmt == "csv" else tmp_path
     with pytest.raises(DataError, match=message):
         load_dataset(target, fmt)
+
+
+def test_a_delimiter_at_the_end_of_each_data_line_shifts_no_column(tmp_path):
+    """Exports that end every data line with the separator (and not the header) were read with
+    the users as items and the ratings as users; the empty extra fields are now dropped."""
+    f = write(tmp_path / "log.csv", "user,item,rating\nu1,i1,5,\nu2,i1,4,\nu2,i2,3,\n")
+    d = load_dataset(f, "csv", columns="value=rating")
+    assert sorted(d.user_ids) == ["u1", "u2"] and sorted(d.item_ids) == ["i1", "i2"]
+    assert sorted(d.interactions["value"].tolist()) == [3.0, 4.0, 5.0]
 
 
 def test_unknown_format(tmp_path):

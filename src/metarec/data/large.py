@@ -13,7 +13,9 @@ back with ``--format parquet`` once it fits in memory, or goes on to other out-o
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from metarec.data.cleaning import (
     time_unit_divisor,
     timestamp_too_late,
 )
-from metarec.data.readers import CANONICAL, parse_mapping, warn_unread
+from metarec.data.readers import CANONICAL, first_long_line, parse_mapping, warn_unread
 from metarec.errors import ConfigError, DataError
 
 
@@ -36,6 +38,31 @@ def _quote(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _csv_error(exc: Exception, path: Path) -> DataError:
+    """DuckDB's error for a malformed CSV as the in-memory reader's: the row and its fields."""
+    text = str(exc)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    count = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if line and count:
+        return DataError(f"{path.name}: row {line[1]} has {count[2]} fields where the header names {count[1]}")
+    return DataError(f"{path.name}: cannot parse ({text.splitlines()[0]})")
+
+
+def _one_column_error(path: Path, header: str) -> DataError | None:
+    """Where DuckDB's sniffer read a CSV as one column whose name holds a separator: its lines
+    do not agree on their fields (the sniffer gives up on the separator). Names the first line
+    longer than the header, as the in-memory reader does; None where the name holds none."""
+    sep = next((c for c in ",\t;|" if c in header), None)
+    if sep is None:
+        return None
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    width = len(next(csv.reader([header], delimiter=sep, quoting=quoting)))
+    long = first_long_line(path, sep, width, "utf-8", quoting)
+    if long is not None:
+        return DataError(f"{path.name}: row {long[0]} has {long[1]} fields where the header names {width}")
+    return DataError(f"{path.name}: its lines do not agree on their fields (the header has {width}, separated by {sep!r})")
 
 
 def clean_large(
@@ -74,7 +101,9 @@ def clean_large(
         raise DataError(f"{out}: is a directory; give the Parquet file to write")
     source = path.name
     reader = "read_parquet" if path.suffix in (".parquet", ".pq") else "read_csv"
-    opts = "" if reader == "read_parquet" else ", header = true, all_varchar = true"
+    # skip = 0: the header is line 1, as the row numbers say (DuckDB's sniffer otherwise takes a
+    # later line as the header where an earlier one has other fields, and drops those above it).
+    opts = "" if reader == "read_parquet" else ", header = true, all_varchar = true, skip = 0"
     scan = f"{reader}({_literal(str(path))}{opts})"
     with tempfile.TemporaryDirectory(dir=temp_dir, prefix="metarec-clean-") as tmp:
         con = duckdb.connect(str(Path(tmp) / "clean.duckdb"))
@@ -84,7 +113,14 @@ def clean_large(
             con.execute("SET preserve_insertion_order = true")
             if threads:
                 con.execute(f"SET threads = {int(threads)}")
-            present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+            try:
+                present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+            except duckdb.InvalidInputException as exc:
+                raise _csv_error(exc, path) from exc
+            if reader == "read_csv" and len(present) == 1:
+                one = _one_column_error(path, present[0])
+                if one is not None:
+                    raise one
             # Canonical names default to themselves, as the in-memory reader has it: before,
             # ``--columns timestamp=ts`` lost the log's own ``user`` and ``item`` columns.
             given = parse_mapping(columns) if columns else {}
@@ -98,7 +134,10 @@ def clean_large(
                 if need not in mapping:
                     raise DataError(f"{source}: missing column {need}")
             warn_unread(source, present, mapping.values())
-            return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)
+            try:
+                return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)
+            except duckdb.InvalidInputException as exc:  # a malformed line past the sniffer's sample
+                raise _csv_error(exc, path) from exc
         finally:
             con.close()
 

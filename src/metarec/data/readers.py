@@ -10,10 +10,12 @@ Formats (``--format``): ``movielens-100k``, ``movielens``, ``recbole``, ``taobao
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,22 +69,40 @@ def read_delimited(
         sep = "\t"
     else:
         source = path
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # TSV fields carry quotes literally
     try:
-        frame = pd.read_csv(
-            source,
-            sep=sep,
-            header=0 if header else None,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding=encoding,
-            quoting=3 if sep == "\t" else 0,  # TSV fields carry quotes literally
-            engine="c",
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                source,
+                sep=sep,
+                header=0 if header else None,
+                # Never the first column as an index: pandas does that when the first data
+                # line has one field more than the header, and every column then shifts.
+                index_col=False,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding=encoding,
+                quoting=quoting,
+                engine="c",
+            )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        count = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if count:  # pandas's C parser on a line longer than the first
+            first = "the header names" if header else "the first line has"
+            raise DataError(f"{path}: row {count[2]} has {count[3]} fields where {first} {count[1]}") from exc
         raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from exc
+    if header and any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        # Lines longer than the header, whose extra fields pandas dropped: harmless where they
+        # are empty (a delimiter at the end of each line), an error where they hold data.
+        if isinstance(source, io.StringIO):
+            source.seek(0)
+        long = first_long_line(source, sep, frame.shape[1], encoding, quoting)
+        if long is not None:
+            raise DataError(f"{path}: row {long[0]} has {long[1]} fields where the header names {frame.shape[1]}")
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no rows")
     if names is not None:
@@ -102,6 +122,20 @@ def read_delimited(
             )
     frame["_row"] = np.arange(1, len(frame) + 1) + (1 if header else 0)
     return frame
+
+
+def first_long_line(source: Any, sep: str, width: int, encoding: str, quoting: int) -> tuple[int, int] | None:
+    """``(line, fields)`` of the first line after the header with a non-empty field beyond
+    ``width``, or None. Python's csv reader, line by line: only called for a file pandas
+    warned about."""
+    fh = source if isinstance(source, io.StringIO) else open(source, newline="", encoding=encoding)
+    try:
+        for line, fields in enumerate(csv.reader(fh, delimiter=sep, quoting=quoting), start=1):
+            if line > 1 and len(fields) > width and any(f.strip() for f in fields[width:]):
+                return line, len(fields)
+    finally:
+        fh.close()
+    return None
 
 
 def _layout_hint(columns: list[str]) -> str:
