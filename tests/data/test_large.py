@@ -135,3 +135,10 @@ def test_empty_fields_at_the_end_of_each_data_line_are_read_alike_by_both_paths(
     mem = load_dataset(src, "csv", columns="value=stars")
     assert out["user"].tolist() == ["u1", "u2", "u2"] and out["value"].tolist() == [5.0, 4.0, 3.0]
     assert sorted(mem.interactions["value"].tolist()) == [3.0, 4.0, 5.0] and sorted(mem.user_ids) == ["u1", "u2"]
+
+
+def test_a_file_that_is_not_utf8_names_its_first_bad_row(tmp_path):
+    src = tmp_path / "log.csv"
+    src.write_bytes(b"user,item\nu,i\n" + "u,café\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"log\.csv: row 3 is not UTF-8 \(bytes e9\)"):
+        clean_large(src, tmp_path / "o.parquet")

@@ -188,6 +188,14 @@ def test_a_delimiter_at_the_end_of_each_data_line_shifts_no_column(tmp_path):
     assert sorted(d.interactions["value"].tolist()) == [3.0, 4.0, 5.0]
 
 
+def test_a_file_that_is_not_utf8_names_its_first_bad_row(tmp_path):
+    """A Latin-1 export: pandas's message gave a byte position within its buffer, not the row."""
+    f = tmp_path / "log.csv"
+    f.write_bytes(b"user,item\n" + b"u,i\n" * 5000 + "u,café\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"log\.csv: row 5002 is not UTF-8 \(bytes e9\); save the file as UTF-8"):
+        load_dataset(f, "csv")
+
+
 def test_unknown_format(tmp_path):
     with pytest.raises(ConfigError, match="unknown format 'excel'"):
         load_dataset(tmp_path, "excel")

@@ -28,7 +28,7 @@ from metarec.data.cleaning import (
     time_unit_divisor,
     timestamp_too_late,
 )
-from metarec.data.readers import CANONICAL, first_long_line, parse_mapping, warn_unread
+from metarec.data.readers import CANONICAL, first_long_line, not_utf8, parse_mapping, warn_unread
 from metarec.errors import ConfigError, DataError
 
 
@@ -43,6 +43,10 @@ def _literal(text: str) -> str:
 def _csv_error(exc: Exception, path: Path) -> DataError:
     """DuckDB's error for a malformed CSV as the in-memory reader's: the row and its fields."""
     text = str(exc)
+    if "not utf-8 encoded" in text.lower():
+        bad = not_utf8(path)
+        if bad is not None:
+            return bad
     line = re.search(r"CSV Error on Line: (\d+)", text)
     count = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
     if line and count:

@@ -62,15 +62,13 @@ def read_delimited(
     _need(path, "data file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    if len(sep) > 1:
-        # Multi-character separators (ML-1M's '::') would force pandas' slow Python engine.
-        text = path.read_text(encoding=encoding).replace(sep, "\t")
-        source: Any = io.StringIO(text)
-        sep = "\t"
-    else:
-        source = path
-    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # TSV fields carry quotes literally
+    source: Any = path
     try:
+        if len(sep) > 1:
+            # Multi-character separators (ML-1M's '::') would force pandas' slow Python engine.
+            source = io.StringIO(path.read_text(encoding=encoding).replace(sep, "\t"))
+            sep = "\t"
+        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # TSV fields carry quotes literally
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             frame = pd.read_csv(
@@ -89,7 +87,10 @@ def read_delimited(
             )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        where = not_utf8(path) if encoding == "utf-8" else None
+        raise where or DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from exc
+    except pd.errors.ParserError as exc:
         count = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if count:  # pandas's C parser on a line longer than the first
             first = "the header names" if header else "the first line has"
@@ -122,6 +123,24 @@ def read_delimited(
             )
     frame["_row"] = np.arange(1, len(frame) + 1) + (1 if header else 0)
     return frame
+
+
+def not_utf8(path: Path) -> DataError | None:
+    """The error for the first line of ``path`` that is not UTF-8 (None if every line is),
+    read in blocks that end at a line's end. Only called once a reader has failed on it."""
+    line = 1
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            block += fh.readline()
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = block[exc.start : exc.end].hex(" ")
+                line += block.count(b"\n", 0, exc.start)
+                return DataError(f"{path}: row {line} is not UTF-8 (bytes {bad}); save the file as UTF-8 "
+                                 "(a Latin-1 or Windows-1252 export is the usual cause)")  # fmt: skip
+            line += block.count(b"\n")
+    return None
 
 
 def first_long_line(source: Any, sep: str, width: int, encoding: str, quoting: int) -> tuple[int, int] | None:
