@@ -142,3 +142,12 @@ def test_a_file_that_is_not_utf8_names_its_first_bad_row(tmp_path):
     src.write_bytes(b"user,item\nu,i\n" + "u,café\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"log\.csv: row 3 is not UTF-8 \(bytes e9\)"):
         clean_large(src, tmp_path / "o.parquet")
+
+
+def test_user_and_item_from_one_column_is_refused_as_in_memory(tmp_path):
+    from metarec.errors import ConfigError
+
+    src = tmp_path / "log.csv"
+    src.write_text("user,item\nu1,i1\n")
+    with pytest.raises(ConfigError, match="column mapping: user and item both read column 'user'"):
+        clean_large(src, tmp_path / "o.parquet", "item=user")

@@ -196,6 +196,16 @@ def test_a_file_that_is_not_utf8_names_its_first_bad_row(tmp_path):
         load_dataset(f, "csv")
 
 
+def test_a_mapping_that_cannot_mean_what_it_says_is_refused(tmp_path):
+    """Both were read without a word before: users that were also the items, and text fields
+    with no item file to hold them (a hybrid then had no text at all)."""
+    f = write(tmp_path / "log.csv", "user,item\nu1,i1\nu2,i2\n")
+    with pytest.raises(ConfigError, match="column mapping: user and item both read column 'user'"):
+        load_dataset(f, "csv", columns="item=user")
+    with pytest.raises(ConfigError, match=r"text fields title: .*none was given \(--items\)"):
+        load_dataset(f, "csv", text_fields="title")
+
+
 def test_unknown_format(tmp_path):
     with pytest.raises(ConfigError, match="unknown format 'excel'"):
         load_dataset(tmp_path, "excel")

@@ -137,6 +137,8 @@ def clean_large(
             for need in ("user", "item"):
                 if need not in mapping:
                     raise DataError(f"{source}: missing column {need}")
+            if mapping["user"] == mapping["item"]:
+                raise ConfigError(f"column mapping: user and item both read column {mapping['user']!r}")
             warn_unread(source, present, mapping.values())
             try:
                 return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)

@@ -545,10 +545,15 @@ def read_table(
     full = {c: mapping.get(c, c) for c in CANONICAL if c in mapping or c in frame.columns}
     for c in ("user", "item"):
         full.setdefault(c, c)
+    if full["user"] == full["item"]:
+        raise ConfigError(f"column mapping: user and item both read column {full['user']!r}")
     data = _canonical(frame, full, p)
     warn_unread(p, frame.columns, full.values())
 
     tf = [s.strip() for s in text_fields.split(",")] if isinstance(text_fields, str) else list(text_fields)
+    tf = [f for f in tf if f]
+    if tf and items is None:
+        raise ConfigError(f"text fields {', '.join(tf)}: they name columns of an item file, and none was given (--items)")
 
     def table(file: Any, spec: Any, key: str) -> pd.DataFrame | None:
         """An attribute file indexed by its id column, its numeric columns as numbers."""
