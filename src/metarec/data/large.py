@@ -28,7 +28,7 @@ from metarec.data.cleaning import (
     time_unit_divisor,
     timestamp_too_late,
 )
-from metarec.data.readers import CANONICAL, first_long_line, not_utf8, parse_mapping, warn_unread
+from metarec.data.readers import CANONICAL, first_long_line, not_utf8, parse_mapping, too_many_fields, warn_unread
 from metarec.errors import ConfigError, DataError
 
 
@@ -50,7 +50,7 @@ def _csv_error(exc: Exception, path: Path) -> DataError:
     line = re.search(r"CSV Error on Line: (\d+)", text)
     count = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
     if line and count:
-        return DataError(f"{path.name}: row {line[1]} has {count[2]} fields where the header names {count[1]}")
+        return too_many_fields(path.name, line[1], count[2], count[1])
     return DataError(f"{path.name}: cannot parse ({text.splitlines()[0]})")
 
 
@@ -65,7 +65,7 @@ def _one_column_error(path: Path, header: str) -> DataError | None:
     width = len(next(csv.reader([header], delimiter=sep, quoting=quoting)))
     long = first_long_line(path, sep, width, "utf-8", quoting)
     if long is not None:
-        return DataError(f"{path.name}: row {long[0]} has {long[1]} fields where the header names {width}")
+        return too_many_fields(path.name, *long, width)
     return DataError(f"{path.name}: its lines do not agree on their fields (the header has {width}, separated by {sep!r})")
 
 

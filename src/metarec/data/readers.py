@@ -93,8 +93,7 @@ def read_delimited(
     except pd.errors.ParserError as exc:
         count = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if count:  # pandas's C parser on a line longer than the first
-            first = "the header names" if header else "the first line has"
-            raise DataError(f"{path}: row {count[2]} has {count[3]} fields where {first} {count[1]}") from exc
+            raise too_many_fields(path, count[2], count[3], count[1], header) from exc
         raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from exc
     if header and any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         # Lines longer than the header, whose extra fields pandas dropped: harmless where they
@@ -103,7 +102,7 @@ def read_delimited(
             source.seek(0)
         long = first_long_line(source, sep, frame.shape[1], encoding, quoting)
         if long is not None:
-            raise DataError(f"{path}: row {long[0]} has {long[1]} fields where the header names {frame.shape[1]}")
+            raise too_many_fields(path, *long, frame.shape[1])
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no rows")
     if names is not None:
@@ -123,6 +122,12 @@ def read_delimited(
             )
     frame["_row"] = np.arange(1, len(frame) + 1) + (1 if header else 0)
     return frame
+
+
+def too_many_fields(name: Any, line: Any, fields: Any, width: Any, header: bool = True) -> DataError:
+    """The error for a line with more fields than the header (or the first line) has."""
+    first = "the header names" if header else "the first line has"
+    return DataError(f"{name}: row {line} has {fields} fields where {first} {width}")
 
 
 def not_utf8(path: Path) -> DataError | None:
