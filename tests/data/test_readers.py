@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -105,6 +106,16 @@ def test_csv_and_parquet_with_mapping(tmp_path):
     pd.read_csv(f).to_parquet(tmp_path / "log.parquet")
     d2 = load_dataset(tmp_path / "log.parquet", "parquet", columns="user=who,item=what,event=kind,timestamp=ts")
     assert d2.n_interactions == 2
+
+
+def test_a_parquet_date_attribute_is_unix_seconds_as_a_timestamp_is(tmp_path):
+    """A release date in a Parquet item file reaches the networks as one number, as the
+    synthetic world's ``released`` (seconds) does; it was a category per date."""
+    write(tmp_path / "log.csv", "user,item\nu1,a\nu2,b\n")
+    pd.DataFrame({"item": ["a", "b"], "released": pd.to_datetime(["1970-01-02", None])}).to_parquet(tmp_path / "items.parquet")
+    d = load_dataset(tmp_path / "log.csv", "csv", items=tmp_path / "items.parquet")
+    released = d.items.set_index(pd.Index(d.item_ids))["released"]
+    assert pd.api.types.is_float_dtype(released) and released["a"] == 86400.0 and np.isnan(released["b"])
 
 
 def test_an_attribute_file_takes_the_logs_id_column_name_or_says_how_to_name_it(tmp_path):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec.data.cleaning import parse_timestamps
 from metarec.data.dataset import Dataset, build_dataset
 from metarec.errors import ConfigError, DataError
 
@@ -321,7 +322,9 @@ def typed_attributes(frame: pd.DataFrame, path: Path, infer: bool, keep: Sequenc
     TSV files, whose cells carry no type), an unannotated column whose every value is a
     number is numeric too, as pandas would read it, except codes written with a leading zero
     (``02139``), which stay text. Columns in ``keep`` (ids, text fields) stay as they are.
-    Typed columns (Parquet) are left alone.
+    Typed columns (Parquet) are left alone, except dates, which become unix seconds as a
+    log's timestamps do (a network reads them as one number; before, each date was a
+    category of its own).
 
     >>> t = pd.DataFrame({"price": ["1.5", None, "10"], "zip": ["02139", "10001", None],
     ...                   "size:float": ["3", "4", "5"], "code:token": ["7", "8", "9"], "_row": [2, 3, 4]})
@@ -338,6 +341,9 @@ def typed_attributes(frame: pd.DataFrame, path: Path, infer: bool, keep: Sequenc
         if kind not in RECBOLE_TYPES:
             name, kind = str(col), ""
         textual = pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+        if pd.api.types.is_datetime64_any_dtype(s) and col not in keep:
+            out[name] = parse_timestamps(s)
+            continue
         if col == "_row" or col in keep or name in keep or not textual:
             out[col if col in keep else name] = s
             continue
