@@ -212,9 +212,13 @@ def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -
         if len(rows):
             vs = np.where(valid, s, np.inf)
             vs.sort(axis=1)
-            for r, c in zip(rows, cols):
-                if finite[r, c]:
-                    pos[r, c] = np.searchsorted(vs[r, : count[r]], s[r, c])
+            order = np.argsort(rows, kind="stable")
+            rows, cols = rows[order], cols[order]
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            for a, b in zip(starts, np.r_[starts[1:], len(rows)]):  # a user at a time
+                r, c = rows[a], cols[a:b]
+                c = c[finite[r, c]]
+                pos[r, c] = np.searchsorted(vs[r, : count[r]], s[r, c])
         if how == "rank":
             z = (pos / np.maximum(count - 1, 1)[:, None]).astype(np.float32)
         else:
