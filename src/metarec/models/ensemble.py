@@ -212,8 +212,8 @@ def normalise(scores: np.ndarray, history: sp.csr_matrix, how: str = "zscore") -
         if len(rows):
             vs = np.where(valid, s, np.inf)
             vs.sort(axis=1)
-            order = np.argsort(rows, kind="stable")
-            rows, cols = rows[order], cols[order]
+            by_user = np.argsort(rows, kind="stable")
+            rows, cols = rows[by_user], cols[by_user]
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
             for a, b in zip(starts, np.r_[starts[1:], len(rows)]):  # a user at a time
                 r, c = rows[a], cols[a:b]
