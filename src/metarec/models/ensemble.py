@@ -371,10 +371,6 @@ class _Member:
     def can_add_items(self) -> bool:
         return self.scorers[0].can_add_items
 
-    @property
-    def pairs_only(self) -> bool:
-        return self.scorers[0].pairs_only
-
     def score(self, queries: Queries, how: str) -> np.ndarray:
         """Normalised scores, NaN where the model cannot score (mean over the copies). Items
         added to the ensemble's catalogue since a member that cannot add items was fit are
@@ -560,7 +556,9 @@ class EnsembleScorer(Scorer):
         ItemKNN, popularity), and one that scores none of the first fold's held-out items."""
         c = self.config
         k = len(self.spec_)
-        can = np.array([not m.pairs_only for m in self._members()])
+        from metarec.models.registry import MODELS
+
+        can = np.array([not MODELS[name].pairs_only for name, _ in self.spec_])  # a class's flag: nothing built
         if not can.any():
             log.info("ensemble: no member scores items without training pairs")
             return
