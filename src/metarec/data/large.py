@@ -28,7 +28,7 @@ from metarec.data.cleaning import (
     time_unit_divisor,
     timestamp_too_late,
 )
-from metarec.data.readers import CANONICAL, first_long_line, not_utf8, parse_mapping, too_many_fields, warn_unread
+from metarec.data.readers import CANONICAL, check_ids_apart, first_long_line, not_utf8, parse_mapping, too_many_fields, warn_unread
 from metarec.errors import ConfigError, DataError
 
 
@@ -137,8 +137,7 @@ def clean_large(
             for need in ("user", "item"):
                 if need not in mapping:
                     raise DataError(f"{source}: missing column {need}")
-            if mapping["user"] == mapping["item"]:
-                raise ConfigError(f"column mapping: user and item both read column {mapping['user']!r}")
+            check_ids_apart(mapping)
             warn_unread(source, present, mapping.values())
             try:
                 return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)

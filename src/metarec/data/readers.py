@@ -511,6 +511,12 @@ def _read_any(path: Path, sep: str = ",") -> pd.DataFrame:
     return read_delimited(path, sep="\t" if path.suffix in (".tsv", ".tab") else sep, header=True)
 
 
+def check_ids_apart(mapping: dict[str, str]) -> None:
+    """A ConfigError where a column mapping reads users and items from one column."""
+    if mapping["user"] == mapping["item"]:
+        raise ConfigError(f"column mapping: user and item both read column {mapping['user']!r}")
+
+
 def warn_unread(source: Any, present: Iterable[Any], read: Iterable[str]) -> None:
     """Warn about a log's columns that no canonical name reads (said, not dropped silently:
     a ``rating`` column is not the values unless ``--columns value=rating`` names it)."""
@@ -556,8 +562,7 @@ def read_table(
     full = {c: mapping.get(c, c) for c in CANONICAL if c in mapping or c in frame.columns}
     for c in ("user", "item"):
         full.setdefault(c, c)
-    if full["user"] == full["item"]:
-        raise ConfigError(f"column mapping: user and item both read column {full['user']!r}")
+    check_ids_apart(full)
     data = _canonical(frame, full, p)
     warn_unread(p, frame.columns, full.values())
 
