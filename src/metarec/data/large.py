@@ -28,7 +28,15 @@ from metarec.data.cleaning import (
     time_unit_divisor,
     timestamp_too_late,
 )
-from metarec.data.readers import CANONICAL, check_ids_apart, first_long_line, not_utf8, parse_mapping, too_many_fields, warn_unread
+from metarec.data.readers import (
+    CANONICAL,
+    check_ids_apart,
+    first_long_line,
+    not_utf8,
+    parse_mapping,
+    too_many_fields,
+    warn_unread,
+)
 from metarec.errors import ConfigError, DataError
 
 
@@ -66,7 +74,8 @@ def _one_column_error(path: Path, header: str) -> DataError | None:
     long = first_long_line(path, sep, width, "utf-8", quoting)
     if long is not None:
         return too_many_fields(path.name, *long, width)
-    return DataError(f"{path.name}: its lines do not agree on their fields (the header has {width}, separated by {sep!r})")
+    return DataError(f"{path.name}: its lines do not agree on their fields "
+                     f"(the header has {width}, separated by {sep!r})")  # fmt: skip
 
 
 def clean_large(
