@@ -122,6 +122,19 @@ def test_evaluate_versus_reports_paired_differences(world_dir, tmp_path, capsys)
         (["train", "--data", "{d}", "--format", "synthetic", "--model", "ease", "--param", "lambda=3", "--out", "{d}/m"],
          "error: ease: unknown parameter(s) 'lambda'; parameters are encoder, template, vectors, cache_dir, device, "
          "allow_download, l2, values, tags, tag_weight, content, max_items"),
+        # Settings are checked before the data is read (the path below does not exist): they were
+        # found out after it, a minute into a large log, and a model without settings was said to
+        # have these: "parameters are " and nothing.
+        (["evaluate", "--data", "{d}/nope", "--format", "csv", "--protocol", "holdout", "--models", "pop", "--param",
+          "pop.k=3"], "error: pop: unknown parameter(s) 'k'; it takes none"),
+        (["evaluate", "--data", "{d}/nope", "--format", "csv", "--protocol", "holdout", "--models", "ensemble",
+          "--param", "ensemble.members=ease,magic"], "error: ensemble member 'magic': choose from"),
+        (["evaluate", "--data", "{d}/nope", "--format", "csv", "--protocol", "holdout", "--models", "ease,ensemble",
+          "--param", "ensemble.ease.lambda=3"], "error: ease: unknown parameter(s) 'lambda'"),
+        (["train", "--data", "{d}/nope", "--format", "csv", "--model", "ials", "--param", "factors=-3", "--out", "{d}/m"],
+         "error: ials: factors must be a finite number, at least 0, not -3"),
+        (["train", "--data", "{d}/nope", "--format", "csv", "--model", "magic", "--out", "{d}/m"],
+         "error: unknown model 'magic'"),
     ],
 )
 def test_errors_are_one_line(argv, message, world_dir, capsys):

@@ -308,13 +308,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarec.models.registry import make_scorer, parse_params
 
     check_model_out(args.out)  # before the training, not after it
+    params = parse_params(args.param)
+    if args.model:  # its name and settings, before the data is read
+        make_scorer(args.model, **params)
     if args.workers > 1 and args.model:
         from metarec.distributed import check_distributed
 
-        check_distributed(args.model)  # before the data is read
+        check_distributed(args.model)
     data = _load(args)
     name = args.model or default_model(data)
-    params = parse_params(args.param)
     if args.workers > 1:
         from metarec.distributed import check_distributed, fit_distributed
 
@@ -364,7 +366,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from metarec.evaluation import evaluate
-    from metarec.evaluation.harness import check_run
+    from metarec.evaluation.harness import check_models, check_run
     from metarec.evaluation.report import check_report_out, rich_tables, write_report
     from metarec.models.registry import MODELS
 
@@ -381,8 +383,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = _ints(args.seeds, "--seeds") if args.seeds else [args.seed]
     cutoffs = _ints(args.cutoffs, "--cutoffs")
     check_run(models, seeds, cutoffs, args.versus)  # before the data is read
-    check_report_out(args.out)
     params = _model_params(args.param, models)
+    check_models(models, params)
+    check_report_out(args.out)
     data = _load(args)
     with _progress(len(seeds) * len(models), f"{args.protocol}") as step:
         results = evaluate(data, args.protocol, models, seeds=seeds, cutoffs=cutoffs, params=params, progress=step,

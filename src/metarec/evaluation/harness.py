@@ -367,6 +367,15 @@ def check_run(models: Sequence[str], seeds: Sequence[int], cutoffs: Sequence[int
         raise ConfigError(f"cutoffs: each must be at least 1, got {list(cutoffs)}")
 
 
+def check_models(models: Sequence[str], params: dict[str, dict[str, Any]] | None = None) -> None:
+    """ConfigError for a model name, parameter or ensemble member that :func:`evaluate` would
+    refuse, found by making each scorer (nothing is trained): before the data is read, not
+    after it."""
+    params = ensemble_params(models, params or {})
+    for name in models:
+        make_scorer(name, **params.get(name, {}))
+
+
 def evaluate(
     data: Dataset,
     protocol: str,

@@ -127,7 +127,8 @@ class Scorer:
             fields = [f.name for f in dataclasses.fields(self.Config)]
             unknown = sorted(set(params) - set(fields))
             if unknown:
-                raise ConfigError(f"{self.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; parameters are {', '.join(fields)}")
+                known = f"parameters are {', '.join(fields)}" if fields else "it takes none"
+                raise ConfigError(f"{self.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; {known}")
             config = self.Config(**params)
         elif params:
             config = dataclasses.replace(config, **params)
