@@ -127,6 +127,23 @@ def test_a_line_longer_than_the_header_is_named_as_the_in_memory_reader_names_it
     assert not (tmp_path / "o.parquet").exists()
 
 
+@pytest.mark.parametrize("name, text", [("log.csv", "user,item,user\nu1,i1,u9\n"), ("log.tsv", "user\titem\tuser\nu1\ti1\tu9\n")])
+def test_a_column_read_that_the_header_names_twice_is_refused_by_both_paths(tmp_path, name, text):
+    """pandas read the first as the users and the second as 'user.1', DuckDB as 'user_1': the
+    users were one of two columns, said only as a column not read."""
+    src = tmp_path / name
+    src.write_text(text)
+    message = rf"{name}: the header names column 'user' 2 times \(columns 1 and 3\); rename all but one"
+    with pytest.raises(DataError, match=message):
+        load_dataset(src, "csv")
+    with pytest.raises(DataError, match=message):
+        clean_large(src, tmp_path / "o.parquet")
+    assert not (tmp_path / "o.parquet").exists()
+    src.write_text(text.replace("user", "note").replace("note", "user", 1))  # a repeat of a column not read
+    assert load_dataset(src, "csv").n_users == 1
+    assert clean_large(src, tmp_path / "o.parquet") is not None
+
+
 def test_empty_fields_at_the_end_of_each_data_line_are_read_alike_by_both_paths(tmp_path):
     src = tmp_path / "log.csv"
     src.write_text("user,item,stars\nu1,i1,5,\nu2,i1,4,\nu2,i2,3,\n")

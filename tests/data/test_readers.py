@@ -207,6 +207,14 @@ def test_a_file_that_is_not_utf8_names_its_first_bad_row(tmp_path):
         load_dataset(f, "csv")
 
 
+def test_an_attribute_file_that_names_its_id_or_a_text_field_twice_is_refused(tmp_path):
+    log = write(tmp_path / "log.csv", "user,item\nu1,i1\n")
+    items = write(tmp_path / "items.csv", "item,title,title\ni1,A,B\n")
+    with pytest.raises(DataError, match=r"items\.csv: the header names column 'title' 2 times \(columns 2 and 3\)"):
+        load_dataset(log, "csv", items=items, text_fields="title")
+    assert load_dataset(log, "csv", items=items).n_items == 1  # not read as text: attributes title, title.1
+
+
 def test_a_mapping_that_cannot_mean_what_it_says_is_refused(tmp_path):
     """Both were read without a word before: users that were also the items, and text fields
     with no item file to hold them (a hybrid then had no text at all)."""

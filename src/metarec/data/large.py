@@ -31,9 +31,11 @@ from metarec.data.cleaning import (
 from metarec.data.readers import (
     CANONICAL,
     check_ids_apart,
+    check_unrepeated,
     first_long_line,
     not_utf8,
     parse_mapping,
+    repeated_names,
     too_many_fields,
     warn_unread,
 )
@@ -147,6 +149,11 @@ def clean_large(
                 if need not in mapping:
                     raise DataError(f"{source}: missing column {need}")
             check_ids_apart(mapping)
+            if reader == "read_csv":  # DuckDB reads a repeated name as name_1: which one is meant?
+                sniff = f"SELECT Delimiter FROM sniff_csv({_literal(str(path))}, header = true, skip = 0)"
+                (sep,) = con.execute(sniff).fetchone()
+                with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+                    check_unrepeated(repeated_names(fh.readline(), sep), mapping.values(), source)
             warn_unread(source, present, mapping.values())
             try:
                 return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)

@@ -106,6 +106,14 @@ def read_delimited(
             raise too_many_fields(path, *long, frame.shape[1])
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no rows")
+    if header:  # pandas reads a repeated name as name.1: keep which names the header repeats
+        if isinstance(source, io.StringIO):
+            source.seek(0)
+            first = source.readline()
+        else:
+            with open(path, encoding=encoding, newline="") as fh:
+                first = fh.readline()
+        frame.attrs["repeated"] = repeated_names(first, sep, quoting)
     if names is not None:
         if frame.shape[1] < len(required):
             raise DataError(
@@ -181,8 +189,30 @@ def _layout_hint(columns: list[str]) -> str:
     return "".join(f"; {h}" for h in hints)
 
 
+def repeated_names(header: str, sep: str, quoting: int = csv.QUOTE_MINIMAL) -> dict[str, list[int]]:
+    """The names a header line gives more than once, each with its column numbers (from 1).
+
+    >>> repeated_names("user,item,user\\n", ",")
+    {'user': [1, 3]}
+    """
+    named = [c.strip().lstrip("\ufeff") for c in next(csv.reader([header], delimiter=sep, quoting=quoting), [])]
+    return {c: [j + 1 for j, d in enumerate(named) if d == c] for c in dict.fromkeys(named) if named.count(c) > 1}
+
+
+def check_unrepeated(repeated: dict[str, list[int]], columns: Iterable[str], path: Any) -> None:
+    """A DataError where a header names one of ``columns`` (columns to be read) more than once
+    (``repeated``: :func:`repeated_names`): which of them is meant cannot be told (pandas would
+    read the first and call the next ``name.1``, DuckDB ``name_1``)."""
+    for c in columns:
+        if c in repeated:
+            at = repeated[c]
+            raise DataError(f"{path}: the header names column {c!r} {len(at)} times (columns "
+                            f"{', '.join(map(str, at[:-1]))} and {at[-1]}); rename all but one")  # fmt: skip
+
+
 def _canonical(frame: pd.DataFrame, mapping: dict[str, str], path: Path) -> pd.DataFrame:
     """Rename source columns to canonical names, remembering the source names for messages."""
+    check_unrepeated(frame.attrs.get("repeated", {}), mapping.values(), path)
     missing = [src for src in mapping.values() if src not in frame.columns]
     if missing:
         cols = [str(c) for c in frame.columns if c != "_row"]
@@ -584,6 +614,7 @@ def read_table(
         if id_col not in t.columns:
             raise DataError(f"{f}: missing id column {id_col!r} (columns are: {', '.join(c for c in t.columns if c != '_row')}); "
                             f"name it with --{key}-columns {key}=COLUMN")  # fmt: skip
+        check_unrepeated(t.attrs.get("repeated", {}), (id_col, *tf), f)
         t = typed_attributes(t, f, infer=True, keep=(id_col, *tf))
         repeat = t[id_col].duplicated(keep="first").to_numpy()
         if repeat.any():  # said, not kept silently: the first row of an id is the one used
