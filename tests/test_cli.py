@@ -87,8 +87,8 @@ def test_evaluate_versus_reports_paired_differences(world_dir, tmp_path, capsys)
                         "--models", "pop,ease", "--seed", "3", "--versus", "pop", "--out", str(out_dir)], capsys)  # fmt: skip
     assert code == 0
     res = json.loads((out_dir / "results.json").read_text())
-    (p,) = [r for r in res["paired"] if r["metric"] == "NDCG@10"]
-    ndcg = {r["model"]: r["value"] for r in res["rows"] if r["metric"] == "NDCG@10"}
+    (p,) = [r for r in res["paired"] if r["metric"] == "NDCG@10" and r["segment"] == "warm"]
+    ndcg = {r["model"]: r["value"] for r in res["rows"] if r["metric"] == "NDCG@10" and r["segment"] == "warm"}
     assert p["model"] == "ease" and p["versus"] == "pop" and p["se_seeds"] is None  # one seed
     assert abs(p["diff"] - (ndcg["ease"] - ndcg["pop"])) < 1e-9
     report = (out_dir / "report.md").read_text()

@@ -52,10 +52,29 @@ def test_temporal_test_is_the_last_fifth_by_time(hs, seed):
 def test_leave_last_known_answer():
     data = tiny_dataset([[0, 1, 2], [3, 1], [4]])
     split = leave_last(data, 0)
-    (qs,) = split.query_sets
-    assert qs.queries.users.tolist() == [0, 1]  # user 2 has a single item: nothing to learn from
+    qs, new = split.query_sets
+    assert qs.segment == "warm" and qs.queries.users.tolist() == [0, 1]  # user 2 has a single item: nothing to learn from
     assert [qs.relevant[i].indices.tolist() for i in range(2)] == [[2], [1]]
     assert pairs_of(split.train.matrix()) == {(0, 0), (0, 1), (1, 3), (2, 4)}
+    # Item 2 has no training pair: user 0 is asked for it again, in the whole catalogue.
+    assert new.segment == "cold-item" and new.candidates is None and new.queries.users.tolist() == [0]
+    assert new.relevant[0].indices.tolist() == [2] and new.queries.history[0].indices.tolist() == [0, 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(histories, st.integers(0, 2**16))
+def test_the_cold_item_segment_is_the_test_pairs_on_items_without_training_pairs(hs, seed):
+    data = tiny_dataset(hs)
+    split = holdout(data, seed)
+    trained = set(np.flatnonzero(split.train.matrix().getnnz(axis=0)).tolist())
+    expected = {(int(qs.queries.users[r]), c) for qs in split.query_sets if qs.segment == "warm"
+                for r, c in pairs_of(qs.relevant) if c not in trained}  # fmt: skip
+    new = [qs for qs in split.query_sets if qs.segment == "cold-item"]
+    assert len(new) == (1 if expected else 0)
+    if new:
+        (qs,) = new
+        assert {(int(qs.queries.users[r]), c) for r, c in pairs_of(qs.relevant)} == expected
+        assert qs.candidates is None and (qs.relevant.getnnz(axis=1) > 0).all()
 
 
 @settings(max_examples=30, deadline=None)

@@ -31,11 +31,11 @@ def test_paired_differences_are_the_difference_of_the_means_user_by_user(tmp_pat
 
     data = make_world(WorldConfig(n_users=150, n_items=80, seed=3))
     r = evaluate(data, "holdout", ["pop", "ease", "itemknn"], seeds=[1, 2], versus="pop", cutoffs=(10,))
-    rows = {(p["model"], p["metric"]): p for p in r.paired}
+    rows = {(p["model"], p["metric"]): p for p in r.paired if p["segment"] == "warm"}
     assert {m for m, _ in rows} == {"ease", "itemknn"} and all(p["versus"] == "pop" for p in r.paired)
     for model in ("ease", "itemknn"):
         p = rows[(model, "NDCG@10")]
-        assert p["diff"] == pytest.approx(r.value(model, "NDCG@10") - r.value("pop", "NDCG@10"), abs=1e-12)
+        assert p["diff"] == pytest.approx(r.value(model, "NDCG@10", "warm") - r.value("pop", "NDCG@10", "warm"), abs=1e-12)
         assert p["seeds"] == 2 and set(p["per_seed"]) == {1, 2} and p["se_seeds"] is not None
         assert 0 < p["better"] + p["worse"] <= 2 * 150 and p["se_users"] > 0
         assert p["seeds_above"] == sum(v > 0 for v in p["per_seed"].values())

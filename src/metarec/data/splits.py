@@ -11,6 +11,9 @@ Protocols:
 - ``holdout``: per user, a seeded random 75% of pairs train and the rest test.
 - ``temporal``: a global time cut; the last 20% of events by time are the test set.
 - ``leave-last``: each user's last interaction by time is the test.
+
+  In these three, test pairs on items without training pairs are also asked on their own
+  (segment ``cold-item``), ranked in the whole catalogue.
 - ``cold-user``: 80/20 users; each held-out user's first ``n`` pairs (by time) are the
   support, given at query time and never trained on, the rest the query; users with fewer
   than ``n + 5`` pairs sit out that ``n``.
@@ -112,7 +115,11 @@ def _warm_queries(
 
     Test pairs already in the user's training history are removed (seen items are not
     ranked, so they could never be hit). Users with no training history form the
-    ``cold-user`` segment at support 0.
+    ``cold-user`` segment at support 0. Where test pairs fall on items without training
+    pairs (released after a time cut, or only ever taken by test pairs), the users with a
+    history who took them are asked again, for those pairs alone, ranking the whole
+    catalogue as before: the ``cold-item`` segment, which says whether new items reach a
+    list among the known ones (the ``warm`` segment holds those pairs too, as before).
     """
     hist = train.matrix()
     rel = pair_matrix(users, items, train.n_users, train.n_items)
@@ -126,6 +133,14 @@ def _warm_queries(
         u = test_users[mask]
         if len(u) and (segment == "warm" or segment_cold):
             out.append(QuerySet(segment, support, Queries(u, hist[u]), rel[u]))
+    new_items = hist.getnnz(axis=0) == 0
+    if new_items[rel.indices].any():
+        rel_new = sp.csr_matrix(rel @ sp.diags(new_items.astype(rel.dtype)))
+        rel_new.eliminate_zeros()
+        u = test_users[has_hist]
+        u = u[rel_new.getnnz(axis=1)[u] > 0]
+        if len(u):
+            out.append(QuerySet("cold-item", None, Queries(u, hist[u]), rel_new[u]))
     return out
 
 
