@@ -10,10 +10,9 @@ Protocols:
 
 - ``holdout``: per user, a seeded random 75% of pairs train and the rest test.
 - ``temporal``: a global time cut; the last 20% of events by time are the test set.
-- ``leave-last``: each user's last interaction by time is the test.
-
-  In these three, test pairs on items without training pairs are also asked on their own
-  (segment ``cold-item``), ranked in the whole catalogue.
+- ``leave-last``: each user's last interaction by time is the test (in these three, the
+  test pairs on items without training pairs are also asked on their own, ranked in the
+  whole catalogue: segment ``cold-item``).
 - ``cold-user``: 80/20 users; each held-out user's first ``n`` pairs (by time) are the
   support, given at query time and never trained on, the rest the query; users with fewer
   than ``n + 5`` pairs sit out that ``n``.
