@@ -58,3 +58,38 @@ def test_a_row_of_one_score_or_no_finite_score_is_ranked_whole():
     nan = np.full(20_000, np.nan)
     assert _candidates(nan, 3) is None
     np.testing.assert_array_equal(top_k(nan[None, :], 2, pop), [[19_999, 19_998]])  # NaN last, as before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 25), st.floats(0, 1), st.integers(0, 2**32 - 1))
+def test_explore_new_keeps_the_share_in_every_prefix_and_each_kind_in_score_order(m, k, share, seed):
+    """Every first p places hold at least floor(p * share) new items (while any are left), the
+    rest is the scores' order, and share 0 changes nothing."""
+    from metarec.ranking import explore_new
+
+    rng = np.random.default_rng(seed)
+    scores = rng.random((2, m))
+    scores[rng.random((2, m)) < 0.2] = np.nan  # unscorable: never shown
+    is_new = rng.random(m) < 0.3
+
+    def ranked(s):
+        top = top_k(s, k)
+        return np.where(np.isnan(np.take_along_axis(s, top, axis=1)), -1, top)
+
+    order, news = ranked(scores), ranked(np.where(is_new, scores, np.nan))
+    got = explore_new(order, news, is_new, k, share)
+    assert got.shape == (2, k)
+    for r in range(2):
+        shown = [int(i) for i in got[r] if i >= 0]
+        scorable = np.flatnonzero(~np.isnan(scores[r]))
+        assert len(shown) == len(set(shown)) == min(k, len(scorable))  # no repeat, no gap
+        assert (got[r][len(shown) :] == -1).all() and set(shown) <= set(scorable.tolist())
+        n_new = int(is_new[scorable].sum())
+        for p in range(1, len(shown) + 1):
+            assert sum(is_new[i] for i in shown[:p]) >= min(int(np.floor(p * share + 1e-9)), n_new)
+        for kind in (True, False):  # each kind in its score order, from its best
+            mine = [i for i in shown if is_new[i] == kind]
+            best = scorable[is_new[scorable] == kind]
+            assert mine == best[np.argsort(-scores[r][best], kind="stable")][: len(mine)].tolist()
+    if share == 0:
+        np.testing.assert_array_equal(got[:, : order.shape[1]], order)

@@ -74,6 +74,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"{value} is not a share from 0 to 1")
+    return value
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="data file or directory")
@@ -389,7 +400,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _load(args)
     with _progress(len(seeds) * len(models), f"{args.protocol}") as step:
         results = evaluate(data, args.protocol, models, seeds=seeds, cutoffs=cutoffs, params=params, progress=step,
-                           negatives=args.negatives, versus=args.versus)  # fmt: skip
+                           negatives=args.negatives, versus=args.versus, explore_new=args.explore_new)  # fmt: skip
     for table in rich_tables(results):
         _console().print(table)
     report = write_report(results, args.out, title=f"metarec evaluate: {data.name}")
@@ -501,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one of --models: compare every other model with it user by user (paired differences "
                          "with standard errors, in the report and results.json)")  # fmt: skip
     ev.add_argument("--param", action="append", help="model.name=value, e.g. ease.l2=300 (repeatable)")
+    ev.add_argument("--explore-new", type=_share, default=0.0, metavar="SHARE",
+                    help="items without training pairs hold at least this share of every first places of each "
+                         "list, as the service's explore_new gives them (whole-catalogue protocols)")  # fmt: skip
     ev.add_argument("--out", default="metarec-eval", help="output directory")
     ev.set_defaults(func=cmd_evaluate)
 

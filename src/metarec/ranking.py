@@ -89,6 +89,57 @@ def _top_k_exact(s: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
     return chosen[np.lexsort((-tiebreak[chosen], -s[chosen]))].astype(np.int64)
 
 
+def explore_new(order: np.ndarray, new_order: np.ndarray, is_new: np.ndarray, k: int, share: float) -> np.ndarray:
+    """Lists of ``k`` where items without training pairs hold at least ``floor(p * share)`` of
+    every first ``p`` places (Gorse's ``explore_recommend`` for its latest items, kept in the
+    model's order): the best remaining item takes each place, unless the new items are behind
+    that guarantee, when the best remaining new item takes it.
+
+    Args:
+        order: ``(n, >= k)`` the best items per row, best first (:func:`top_k`), ``-1`` pads.
+        new_order: ``(n, >= ceil(k * share))`` the best new items per row, best first, ``-1`` pads.
+        is_new: ``(m,)`` which item indices are new.
+        share: 0 to 1; 0 returns ``order``'s first ``k`` (padded with ``-1``).
+
+    Returns:
+        ``(n, k)`` item indices, ``-1`` where fewer items are left.
+
+    >>> is_new = np.array([False, False, False, True, True])
+    >>> explore_new(np.array([[0, 1, 2, 3, 4]]), np.array([[3, 4]]), is_new, 4, 0.5).tolist()
+    [[0, 3, 1, 4]]
+    >>> explore_new(np.array([[3, 0, 1, 2, 4]]), np.array([[3, 4]]), is_new, 4, 0.25).tolist()
+    [[3, 0, 1, 2]]
+    """
+    order, new_order = np.asarray(order), np.asarray(new_order)
+    out = np.full((len(order), k), -1, dtype=np.int64)
+    if share <= 0:
+        out[:, : min(k, order.shape[1])] = order[:, :k]
+        return out
+    for r in range(len(order)):
+        best = [int(i) for i in order[r] if i >= 0]
+        new = [int(i) for i in new_order[r] if i >= 0]
+        taken: set[int] = set()
+        a = b = shown_new = 0
+        for p in range(k):
+            while a < len(best) and best[a] in taken:
+                a += 1
+            while b < len(new) and new[b] in taken:
+                b += 1
+            owed = shown_new < int(np.floor((p + 1) * share + 1e-9))
+            if owed and b < len(new):
+                item = new[b]
+            elif a < len(best):
+                item = best[a]
+            elif b < len(new):
+                item = new[b]
+            else:
+                break
+            taken.add(item)
+            shown_new += bool(is_new[item])
+            out[r, p] = item
+    return out
+
+
 def nearest(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``base`` with the highest inner product with each query row, best
     first: ``(scores, indices)``, both ``(len(queries), min(k, len(base)))``.

@@ -80,3 +80,36 @@ def test_an_ensemble_evaluated_beside_its_members_uses_those_members_and_ranks_a
     assert beside.details["ensemble"][0]["reused"] == ["pop", "ease"]
     assert alone.details["ensemble"][0]["reused"] == []
     assert beside.value("ensemble", "NDCG@10") == alone.value("ensemble", "NDCG@10")
+
+
+def test_explore_new_lists_hold_the_share_and_only_add_new_items_to_a_list():
+    """With ``explore_new`` every first p places of a list hold floor(p * share) items without
+    training pairs, while any are left (the hybrid scores them all), and a new item the scores ranked into the top
+    10 stays there: the cold-item segment can only gain hits."""
+    import numpy as np
+
+    from metarec.data.splits import make_split
+    from metarec.evaluation.harness import query_set_per_user
+    from metarec.models import make_scorer
+
+    data = make_world(WorldConfig(n_users=150, n_items=80, seed=3))
+    split = make_split(data, "temporal", 1)
+    new = split.train.matrix().getnnz(axis=0) == 0
+    assert 2 <= new.sum() < 40
+    scorer = make_scorer("hybrid", encoder="hashing-64").fit(split.train)
+    (qs,) = [q for q in split.query_sets if q.segment == "warm"]
+    _, plain = query_set_per_user(scorer, qs, (5, 10), 1)
+    _, shown = query_set_per_user(scorer, qs, (5, 10), 1, (new, 0.3))
+    for row, plain_row in zip(shown, plain):
+        for p in range(1, 11):
+            assert new[row[:p]].sum() >= min(int(p * 0.3 + 1e-9), new.sum())
+        assert set(plain_row[new[plain_row]]) <= set(row[new[row]])
+    params = {"hybrid": {"encoder": "hashing-64"}}
+    ease = make_scorer("ease").fit(split.train)  # scores no new item: its lists stay as they are
+    np.testing.assert_array_equal(query_set_per_user(ease, qs, (10,), 1, (new, 0.3))[1],
+                                  query_set_per_user(ease, qs, (10,), 1)[1])  # fmt: skip
+    r0 = evaluate(data, "temporal", ["hybrid"], seeds=[1], params=params)
+    r1 = evaluate(data, "temporal", ["hybrid"], seeds=[1], params=params, explore_new=0.3)
+    assert r1.explore_new == 0.3 and r0.explore_new == 0.0
+    assert r1.value("hybrid", "HitRate@10", "cold-item") >= r0.value("hybrid", "HitRate@10", "cold-item")
+    assert r1.value("hybrid", "HitRate@10", "cold-item") > 0

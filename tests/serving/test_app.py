@@ -72,6 +72,26 @@ def test_new_item_is_similar_to_its_twin_and_recommendable_at_once(client):
     assert client.get("/items/fresh").status_code == 404
 
 
+def test_explore_new_gives_items_posted_since_training_their_share_of_every_first_places(client, model_dir):
+    data = make_world(WorldConfig(n_users=200, n_items=120, seed=5))  # the model's training data
+    untrained = {str(data.item_ids[i]) for i in np.flatnonzero(data.matrix().getnnz(axis=0) == 0)}
+    for j in range(3):
+        assert client.put(f"/items/fresh{j}", json={"text": f"Brand0{j} new thing {j}"}, headers=KEY).status_code == 200
+    new = untrained | {"fresh0", "fresh1", "fresh2"}
+    plain = ids(client.get("/users/u00001/recommendations?n=10"))
+    assert ids(client.get("/users/u00001/recommendations?n=10&explore_new=0")) == plain
+    got = ids(client.get("/users/u00001/recommendations?n=10&explore_new=0.3"))
+    assert len(got) == 10 and {"fresh0", "fresh1", "fresh2"} & set(got)
+    for p in range(1, 11):  # places 4, 7 and 10 are owed to new items, unless some rank higher
+        assert sum(i in new for i in got[:p]) >= int(p * 0.3 + 1e-9)
+    known = [i for i in got if i not in new]
+    assert known == [i for i in plain if i not in new][: len(known)]  # the rest in the model's order
+    session = client.post("/sessions/recommendations", json={"events": [{"item_id": "i00007"}], "n": 4, "explore_new": 1})
+    assert set(ids(session)) <= new and len(ids(session)) == 4
+    bad = client.get("/users/u00001/recommendations?explore_new=1.5")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "explore_new"]
+
+
 def test_filters(client):
     got = ids(client.get("/users/u00001/recommendations", params={"n": 5, "exclude": ["i00001", "i00002"]}))
     assert not {"i00001", "i00002"} & set(got)
@@ -375,6 +395,20 @@ def test_a_user_the_model_knows_nothing_of_gets_what_is_popular_now(tmp_path):
         events = [{"user_id": f"fan{j}", "item_id": rare} for j in range(popularity.max() + 1)]
         assert c.post("/events", json={"events": events}, headers=KEY).json()["accepted"] == len(events)
         assert ids(c.get("/users/another/recommendations?n=5"))[0] == rare
+
+
+def test_explore_new_leaves_the_list_alone_where_the_model_cannot_score_new_items(tmp_path):
+    """EASE scores no item without training pairs: no place can go to one, and the list is
+    the model's (the first version filled the owed places from items the new-item ranking had
+    marked unscorable, i.e. from the known ones out of order)."""
+    data = make_world(WorldConfig(n_users=150, n_items=60, seed=3))
+    items = data.interactions["item"].to_numpy()
+    data = data.subset(items >= 6)  # items 0-5 stay in the catalogue without a pair
+    save_model(make_scorer("ease").fit(data), data, tmp_path / "ease")
+    with TestClient(create_app(tmp_path / "ease", f"sqlite:///{tmp_path / 'events.db'}", "test-key")) as c:
+        for user in ("u00001", "u00002", "u00003", "someone-new"):
+            plain = ids(c.get(f"/users/{user}/recommendations?n=20"))
+            assert ids(c.get(f"/users/{user}/recommendations?n=20&explore_new=0.5")) == plain and len(plain) == 20
 
 
 def test_a_new_item_put_to_a_model_that_cannot_score_text_is_422_naming_those_that_can(tmp_path):

@@ -37,7 +37,7 @@ from metarec.evaluation.metrics import (
 )
 from metarec.models.base import Scorer
 from metarec.models.registry import make_scorer
-from metarec.ranking import top_k
+from metarec.ranking import explore_new, top_k
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class Results:
     ``configs`` holds, per model, the full config it was evaluated with (defaults included;
     its ``seed``, where it has one, is the first seed's: each seed's run sets its own).
     ``paired`` holds, with ``evaluate(versus=...)``, each model against that one, user by user
-    (:func:`paired_rows`).
+    (:func:`paired_rows`). ``explore_new``: the share of every first places of the ranked lists
+    that items without training pairs held at least (``evaluate(explore_new=...)``; 0: none).
     """
 
     dataset: str
@@ -71,6 +72,7 @@ class Results:
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     paired: list[dict[str, Any]] = field(default_factory=list)
+    explore_new: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ class Results:
             "details": self.details,
             "configs": self.configs,
             "paired": self.paired,
+            "explore_new": self.explore_new,
         }
 
     def write(self, path: str | Path) -> None:
@@ -93,7 +96,7 @@ class Results:
         # JSON keys are strings: the seeds of ``per_seed`` come back as the ints they were written from.
         paired = [{**p, "per_seed": {int(k): v for k, v in p.get("per_seed", {}).items()}} for p in d.get("paired", [])]
         return cls(d["dataset"], d["protocol"], d.get("seeds", []), d["rows"], d.get("timings", {}),
-                   d.get("details", {}), d.get("configs", {}), paired)  # fmt: skip
+                   d.get("details", {}), d.get("configs", {}), paired, d.get("explore_new", 0.0))  # fmt: skip
 
     def value(self, model: str, metric: str, segment: str | None = None, support: int | None = None) -> float:
         """The value of one row (first match); KeyError if absent."""
@@ -146,11 +149,13 @@ def _means(
 
 
 def query_set_per_user(
-    scorer: Scorer, qs: QuerySet, cutoffs: Sequence[int], seed: int
+    scorer: Scorer, qs: QuerySet, cutoffs: Sequence[int], seed: int, explore: tuple[np.ndarray, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every ranking metric of each query with a relevant item, in query order (the same users,
     in the same order, for every scorer: paired comparisons rest on that), and the items shown
-    to them ``(users, max cutoff)``, ``-1`` where fewer could be scored."""
+    to them ``(users, max cutoff)``, ``-1`` where fewer could be scored. ``explore``: ``(is_new,
+    share)``, the lists as :func:`~metarec.ranking.explore_new` makes them, items flagged in
+    ``is_new`` holding at least ``share`` of every first places."""
     n_items = qs.queries.history.shape[1]
     cand = np.arange(n_items) if qs.candidates is None else np.asarray(qs.candidates)
     # A seeded permutation of the candidates breaks ties at random (argpartition is not stable).
@@ -171,8 +176,13 @@ def query_set_per_user(
         seen = q.history[:, cand].nonzero()
         scores[seen] = np.nan
         top = top_k(scores, kmax)  # (b, K)
-        ranked_scores = np.take_along_axis(scores, top, axis=1)
-        top = np.where(np.isnan(ranked_scores), -1, top)  # unscorable items are not shown
+        top = np.where(np.isnan(np.take_along_axis(scores, top, axis=1)), -1, top)  # unscorable items are not shown
+        if explore is not None and explore[1] > 0:
+            new = explore[0][cand]
+            only_new = np.where(new[None, :], scores, np.nan)
+            news = top_k(only_new, int(np.ceil(kmax * explore[1])))
+            news = np.where(np.isnan(np.take_along_axis(only_new, news, axis=1)), -1, news)
+            top = explore_new(top, news, new, kmax, explore[1])
         hits = np.take_along_axis(rel.toarray().astype(bool), np.maximum(top, 0), axis=1) & (top >= 0)
         for name, vals in ranking_metrics(hits[keep], n_rel[keep], cutoffs).items():
             parts[name].append(np.asarray(vals, dtype=np.float64))
@@ -386,6 +396,7 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     negatives: int = DEFAULT_NEGATIVES,
     versus: str | None = None,
+    explore_new: float = 0.0,
 ) -> Results:
     """Train and evaluate ``models`` on ``data`` under ``protocol`` for each seed.
 
@@ -396,6 +407,10 @@ def evaluate(
         negatives: sampled negatives per held-out pair in task metrics (:func:`evaluate_tasks`).
         versus: one of ``models``: every other model is compared with it user by user, on
             the same queries (``Results.paired``, :func:`paired_rows`).
+        explore_new: where the whole catalogue is ranked, the items without training pairs
+            hold at least this share of every first places of each list, as the service's
+            ``explore_new`` gives them (:func:`metarec.ranking.explore_new`); 0: the lists as
+            the scores rank them.
 
     An ``ensemble`` evaluated beside other models combines those models, with their
     parameters, unless its ``members`` are given (:func:`ensemble_params`); the models
@@ -404,6 +419,8 @@ def evaluate(
     (its fit time is then its validation folds and the weights, not a second training).
     """
     check_run(models, seeds, cutoffs, versus)
+    if not 0 <= explore_new <= 1:
+        raise ConfigError(f"explore_new: a share from 0 to 1, not {explore_new!r}")
     params = ensemble_params(models, params or {})
     per_seed: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     timings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -424,6 +441,7 @@ def evaluate(
                 for ref, means in reference_ratings(split.train, qs, split.test).items():
                     for metric, value in means.items():
                         per_seed[(ref, qs.segment, qs.support, metric)].append((value, len(qs)))
+        new_items = split.train.matrix().getnnz(axis=0) == 0
         fitted: dict[str, Any] = {}  # models fit before an ensemble, handed over to it once evaluated
         for j, name in enumerate(models):
             scorer = _with_seed(make_scorer(name, **params.get(name, {})), seed)
@@ -443,7 +461,8 @@ def evaluate(
                 if qs.segment == "melu":
                     means, users = evaluate_ratings(scorer, qs, split.test), len(qs)
                 else:
-                    values, shown = query_set_per_user(scorer, qs, cutoffs, seed)
+                    explore = (new_items, explore_new) if explore_new and qs.candidates is None else None
+                    values, shown = query_set_per_user(scorer, qs, cutoffs, seed, explore)
                     means, users = _means(values, shown, qs, cutoffs)
                     if versus is not None:
                         per_user.update({(name, seed, qs.segment, qs.support, m): v for m, v in values.items()})
@@ -493,4 +512,5 @@ def evaluate(
         details=dict(details),
         configs=configs,
         paired=paired_rows(per_user, versus) if versus is not None else [],
+        explore_new=float(explore_new),
     )

@@ -87,6 +87,7 @@ class SessionIn(Body):
     n: int = Field(10, ge=1, le=1000)
     category: str | None = None
     exclude: list[ID] = Field(default_factory=list, max_length=10_000)
+    explore_new: float = Field(0.0, ge=0, le=1)
 
 
 class ReloadIn(Body):
@@ -428,10 +429,14 @@ def create_app(
         category: Annotated[str | None, Query(max_length=256)] = None,
         exclude: Annotated[list[str] | None, Query(max_length=10_000)] = None,
         exclude_seen: bool = True,
+        explore_new: Annotated[float, Query(ge=0, le=1)] = 0.0,
     ) -> dict[str, Any]:
-        """Seen items are excluded by default; an unknown user gets the model's cold-start list."""
+        """Seen items are excluded by default; an unknown user gets the model's cold-start list.
+        ``explore_new``: items without training pairs (posted since) hold at least this share
+        of every first places of the list, where there are enough of them."""
         state.catch_up()  # events and items other workers or replicas stored
-        return _items(state.recommend(user_id, n=n, category=category, exclude=exclude or (), exclude_seen=exclude_seen))
+        return _items(state.recommend(user_id, n=n, category=category, exclude=exclude or (), exclude_seen=exclude_seen,
+                                      explore=explore_new))  # fmt: skip
 
     # ------------------------------------------------------------------ events
     @app.post("/events", dependencies=[Key], response_model=EventsAck)
@@ -458,7 +463,8 @@ def create_app(
         state.catch_up()
         _require_items(state, [e.item_id for e in body.events])  # before, unknown ones were left out without a word
         hist = [state.item_index[e.item_id] for e in body.events]
-        return _items(state.recommend(None, n=body.n, history=hist, category=body.category, exclude=body.exclude))
+        return _items(state.recommend(None, n=body.n, history=hist, category=body.category, exclude=body.exclude,
+                                      explore=body.explore_new))  # fmt: skip
 
     # ------------------------------------------------------------- operations
     @app.get("/health/live")

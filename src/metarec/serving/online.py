@@ -23,7 +23,7 @@ import pandas as pd
 from metarec.data.queries import Queries
 from metarec.errors import DataError
 from metarec.models.io import TrainedModel
-from metarec.ranking import top_k
+from metarec.ranking import explore_new, top_k
 from metarec.serving.retrain import attribute_text, write_over
 from metarec.serving.store import Event, EventStore
 
@@ -80,6 +80,7 @@ class OnlineRecommender:
         # Users per item, training and live: breaks ties in a ranking, so a user a model has
         # nothing to say about (no history, under EASE or iALS) gets the popular items.
         self.popularity = model.popularity()
+        self.trained = self.popularity > 0  # items with training pairs (the rest are new: ``explore``)
         self.categories = _category_text(model.items)
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # the last few filters asked for
         self.texts: dict[str, str] = {}
@@ -185,6 +186,7 @@ class OnlineRecommender:
             self.item_index[item_id] = int(i)
             self.deleted = np.append(self.deleted, False)
             self.popularity = np.append(self.popularity, 0.0)
+            self.trained = np.append(self.trained, False)
             self.categories.append(category)
             self._category_masks.clear()
             return True
@@ -256,8 +258,11 @@ class OnlineRecommender:
         exclude: Sequence[str] = (),
         exclude_seen: bool = True,
         exclude_items: Sequence[int] = (),
+        explore: float = 0.0,
     ) -> list[tuple[str, float]]:
-        """Top ``n`` ``(item_id, score)``; unscorable, deleted and excluded items never appear."""
+        """Top ``n`` ``(item_id, score)``; unscorable, deleted and excluded items never appear.
+        ``explore``: the share of every first places that items without training pairs hold
+        at least, where there are enough of them (:func:`metarec.ranking.explore_new`)."""
         with self.lock.read():
             hist = list(self.history(user_id) if history is None else history)
             n_items = len(self.item_index)
@@ -278,7 +283,14 @@ class OnlineRecommender:
             if category:
                 blocked |= ~self._in_category(category.lower())
             scores = np.where(blocked, np.nan, scores)
-            order = top_k(scores[None, :], n, self.popularity)[0]
+            order = top_k(scores[None, :], n, self.popularity)
+            if explore > 0:
+                new = ~self.trained
+                only_new = np.where(new, scores, np.nan)
+                news = top_k(only_new[None, :], int(np.ceil(n * explore)), self.popularity)
+                order = explore_new(np.where(np.isfinite(scores[order]), order, -1),
+                                    np.where(np.isfinite(only_new[news]), news, -1), new, n, explore)  # fmt: skip
+            order = order[0][order[0] >= 0]
             ids = self.model.item_ids
             return [(str(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
 
