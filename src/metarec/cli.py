@@ -266,7 +266,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.model} on http://{args.host}:{args.port} with {args.workers} worker(s) "
           f"(store {redacted(args.store)})", flush=True)  # fmt: skip
     if args.workers == 1:
-        app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body, service=args.service)
+        app = create_app(args.model, args.store, key or "", max_body_bytes=args.max_body, service=args.service,
+                         explore_new=args.explore_new)  # fmt: skip
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
     # Fail here with one clear line, not in N workers.
@@ -282,7 +283,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # a worker that restarts takes the latest one; the next `metarec serve` starts on its own
     # --model unless it names the same --service.
     os.environ.update(METAREC_MODEL=str(args.model), METAREC_STORE=args.store, METAREC_API_KEY=key or "",
-                      METAREC_MAX_BODY=str(args.max_body), METAREC_SERVICE=args.service or uuid.uuid4().hex)  # fmt: skip
+                      METAREC_MAX_BODY=str(args.max_body), METAREC_SERVICE=args.service or uuid.uuid4().hex,
+                      METAREC_EXPLORE_NEW=str(args.explore_new))  # fmt: skip
     from metarec.serving.workers import run_workers
 
     run_workers("metarec.serving.app:app_from_env", args.host, args.port, args.workers, log_level="warning")
@@ -482,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", help="key for writes (default: $METAREC_API_KEY)")
     sv.add_argument("--max-body", type=_positive_int, default=1 << 20, help="largest request body in bytes")
+    sv.add_argument("--explore-new", type=_share, default=0.0, metavar="SHARE",
+                    help="items without training pairs (posted since) hold at least this share of every first "
+                         "places of a list, where a request gives no explore_new of its own (default 0)")  # fmt: skip
     sv.add_argument("--workers", type=_positive_int, default=1, help="worker processes sharing the store (one per core)")
     sv.add_argument("--service", type=_service_name,
                     help="a name that replicas on one store share: a POST /admin/reload to any of them reaches all, and "

@@ -397,6 +397,23 @@ def test_a_user_the_model_knows_nothing_of_gets_what_is_popular_now(tmp_path):
         assert ids(c.get("/users/another/recommendations?n=5"))[0] == rare
 
 
+def test_the_service_default_of_explore_new_is_what_a_request_without_one_gets(model_dir, tmp_path):
+    from metarec.errors import MetarecError
+
+    with pytest.raises(MetarecError, match="explore_new: a share from 0 to 1, not 1.5"):
+        create_app(model_dir, f"sqlite:///{tmp_path / 'bad.db'}", "test-key", explore_new=1.5)
+    app = create_app(model_dir, f"sqlite:///{tmp_path / 'events.db'}", "test-key", explore_new=0.3)
+    with TestClient(app) as c:
+        for j in range(3):
+            assert c.put(f"/items/fresh{j}", json={"text": f"Brand0{j} new thing {j}"}, headers=KEY).status_code == 200
+        default = ids(c.get("/users/u00001/recommendations?n=10"))
+        assert default == ids(c.get("/users/u00001/recommendations?n=10&explore_new=0.3"))
+        assert default != ids(c.get("/users/u00001/recommendations?n=10&explore_new=0"))
+        body = {"events": [{"item_id": "i00007"}], "n": 10}
+        assert ids(c.post("/sessions/recommendations", json=body)) == ids(
+            c.post("/sessions/recommendations", json={**body, "explore_new": 0.3}))
+
+
 def test_explore_new_leaves_the_list_alone_where_the_model_cannot_score_new_items(tmp_path):
     """EASE scores no item without training pairs: no place can go to one, and the list is
     the model's (the first version filled the owed places from items the new-item ranking had

@@ -87,7 +87,7 @@ class SessionIn(Body):
     n: int = Field(10, ge=1, le=1000)
     category: str | None = None
     exclude: list[ID] = Field(default_factory=list, max_length=10_000)
-    explore_new: float = Field(0.0, ge=0, le=1)
+    explore_new: float | None = Field(None, ge=0, le=1)
 
 
 class ReloadIn(Body):
@@ -311,6 +311,7 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     blas_threads: int | None = 1,
     service: str | None = None,
+    explore_new: float = 0.0,
 ) -> FastAPI:
     """Build the service for a model directory and an event store.
 
@@ -325,9 +326,13 @@ def create_app(
             /admin/reload`` is recorded in the store under it, and every worker of the
             service follows it at its next request; a worker that starts (or restarts) after
             a reload serves the reloaded model, not ``model_dir``.
+        explore_new: the share of every first places of a list that items without training
+            pairs hold, where a request does not give its own (0 to 1; 0: none).
     """
     if not api_key:
         raise MetarecError("the service needs an API key for writes (--api-key or METAREC_API_KEY)")
+    if not 0 <= explore_new <= 1:
+        raise MetarecError(f"explore_new: a share from 0 to 1, not {explore_new!r}")
     if blas_threads:
         from threadpoolctl import threadpool_limits
 
@@ -357,6 +362,7 @@ def create_app(
     gc.freeze()
 
     app.state.api_key = api_key
+    app.state.explore_new = float(explore_new)
 
     app.add_middleware(Measure, metrics=app.state.metrics)
 
@@ -429,14 +435,16 @@ def create_app(
         category: Annotated[str | None, Query(max_length=256)] = None,
         exclude: Annotated[list[str] | None, Query(max_length=10_000)] = None,
         exclude_seen: bool = True,
-        explore_new: Annotated[float, Query(ge=0, le=1)] = 0.0,
+        explore_new: Annotated[float | None, Query(ge=0, le=1)] = None,
     ) -> dict[str, Any]:
         """Seen items are excluded by default; an unknown user gets the model's cold-start list.
         ``explore_new``: items without training pairs (posted since) hold at least this share
-        of every first places of the list, where there are enough of them."""
+        of every first places of the list, where there are enough of them (default: the
+        service's, ``metarec serve --explore-new``)."""
         state.catch_up()  # events and items other workers or replicas stored
+        explore = app.state.explore_new if explore_new is None else explore_new
         return _items(state.recommend(user_id, n=n, category=category, exclude=exclude or (), exclude_seen=exclude_seen,
-                                      explore=explore_new))  # fmt: skip
+                                      explore=explore))  # fmt: skip
 
     # ------------------------------------------------------------------ events
     @app.post("/events", dependencies=[Key], response_model=EventsAck)
@@ -463,8 +471,9 @@ def create_app(
         state.catch_up()
         _require_items(state, [e.item_id for e in body.events])  # before, unknown ones were left out without a word
         hist = [state.item_index[e.item_id] for e in body.events]
+        explore = app.state.explore_new if body.explore_new is None else body.explore_new
         return _items(state.recommend(None, n=body.n, history=hist, category=body.category, exclude=body.exclude,
-                                      explore=body.explore_new))  # fmt: skip
+                                      explore=explore))  # fmt: skip
 
     # ------------------------------------------------------------- operations
     @app.get("/health/live")
@@ -504,10 +513,11 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app configured from ``METAREC_MODEL``, ``METAREC_STORE``, ``METAREC_API_KEY``,
-    ``METAREC_MAX_BODY`` and ``METAREC_SERVICE``: the factory each worker process of ``metarec
+    ``METAREC_MAX_BODY``, ``METAREC_SERVICE`` and ``METAREC_EXPLORE_NEW``: the factory each worker process of ``metarec
     serve --workers N`` calls. Workers share the store and catch up with each other's writes,
     and with a reload that one of them took, on every call."""
     return create_app(
         os.environ["METAREC_MODEL"], os.environ["METAREC_STORE"], os.environ.get("METAREC_API_KEY", ""),
         max_body_bytes=int(os.environ.get("METAREC_MAX_BODY", 1 << 20)), service=os.environ.get("METAREC_SERVICE"),
+        explore_new=float(os.environ.get("METAREC_EXPLORE_NEW", 0.0)),
     )  # fmt: skip
