@@ -351,7 +351,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     history = _split_list(args.history) if args.history is not None else None
-    recs = model.recommend(args.user, history=history, n=args.n, exclude_seen=not args.include_seen)
+    recs = model.recommend(args.user, history=history, n=args.n, exclude_seen=not args.include_seen,
+                           explore_new=args.explore_new)  # fmt: skip
     if args.json:
         print(json.dumps({"user": args.user, "items": [{"id": i, "score": s} for i, s in recs]}))
         return 0
@@ -474,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--history", help="comma-separated item ids (default: the user's training history)")
     rec.add_argument("-n", type=_positive_int, default=10, help="how many items (at least 1)")
     rec.add_argument("--include-seen", action="store_true", help="do not remove the history from the list")
+    rec.add_argument("--explore-new", type=_share, default=0.0, metavar="SHARE",
+                     help="items without training pairs hold at least this share of every first places, as the "
+                          "service's explore_new gives them")  # fmt: skip
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
 

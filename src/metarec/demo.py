@@ -86,6 +86,7 @@ def run_demo(
         twin = data.item_text()[int(data.item_index([new_user_history[0]])[0])]
         model.add_items(["new-item"], [f"{twin} New edition."])
         new_item = model.recommend(None, history=new_user_history, n=len(model.item_ids))
+        explored = model.recommend(None, history=new_user_history, n=10, explore_new=0.1)
     report = write_report(list(runs.values()), out, title="metarec demo: a synthetic world")
 
     if console is not None:
@@ -95,9 +96,12 @@ def run_demo(
         say(f"a new user who clicked {new_user_history} gets: {[i for i, _ in recs]}")
         if new_item is not None:
             rank = [i for i, _ in new_item].index("new-item") + 1
+            place = [i for i, _ in explored].index("new-item") + 1 if "new-item" in [i for i, _ in explored] else None
             say(
                 f"a brand-new item (text only: a new edition of {new_user_history[0]}) ranks {rank} "
                 f"of {len(new_item)} for that user, without retraining"
+                + (f"; with explore_new=0.1 (a place in ten kept for new items) it is shown at place {place} of 10"
+                   if place else "; with explore_new=0.1 another new item takes the place kept for new items")
             )
         say(f"report: {report}  (model directory: {out / 'model'})")
         say(f"demo finished in {time.perf_counter() - t0:.1f}s")

@@ -89,6 +89,29 @@ def _top_k_exact(s: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
     return chosen[np.lexsort((-tiebreak[chosen], -s[chosen]))].astype(np.int64)
 
 
+def top_k_explore(
+    scores: np.ndarray, k: int, is_new: np.ndarray | None = None, share: float = 0.0,
+    tiebreak: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """:func:`top_k`, ``-1`` where fewer than ``k`` scores are finite, and with ``share`` the
+    lists :func:`explore_new` makes of it: the columns flagged in ``is_new`` hold at least
+    ``floor(p * share)`` of every first ``p`` places, while any of them can be scored.
+
+    >>> s = np.array([[0.9, 0.8, 0.7, 0.1, np.nan]])
+    >>> top_k_explore(s, 4).tolist(), top_k_explore(s, 4, np.array([0, 0, 0, 1, 1], bool), 0.5).tolist()
+    ([[0, 1, 2, 3]], [[0, 3, 1, 2]])
+    """
+    def scored(s: np.ndarray, n: int) -> np.ndarray:
+        top = top_k(s, n, tiebreak)
+        return np.where(np.isnan(np.take_along_axis(s, top, axis=1)), -1, top)
+
+    top = scored(scores, k)
+    if is_new is None or share <= 0:
+        return top
+    news = scored(np.where(is_new[None, :], scores, np.nan), int(np.ceil(k * share)))
+    return explore_new(top, news, is_new, k, share)
+
+
 def explore_new(order: np.ndarray, new_order: np.ndarray, is_new: np.ndarray, k: int, share: float) -> np.ndarray:
     """Lists of ``k`` where items without training pairs hold at least ``floor(p * share)`` of
     every first ``p`` places (Gorse's ``explore_recommend`` for its latest items, kept in the

@@ -27,6 +27,26 @@ def test_a_loaded_hybrid_takes_new_items_from_text(tmp_path):
         model.add_items(["brand-new"], ["again"])
 
 
+def test_explore_new_puts_an_item_without_training_pairs_in_the_first_places_and_the_cli_too(tmp_path, capsys):
+    from metarec.cli import main
+
+    data, _ = checkerboard()
+    red = int(np.flatnonzero(data.item_ids == "i3")[0])
+    data = data.subset(data.interactions["item"].to_numpy() != red)  # i3, a red kettle, keeps no pair
+    save_model(make_scorer("hybrid", encoder="hashing-64").fit(data), data, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    plain = [i for i, _ in model.recommend(None, history=["i12", "i15"], n=4)]  # a blue-tent user
+    assert "i3" not in plain
+    got = [i for i, _ in model.recommend(None, history=["i12", "i15"], n=4, explore_new=0.5)]
+    assert got == [plain[0], "i3", plain[1], plain[2]]  # place 2 owed; place 4 too, but no new item is left
+    model.add_items(["brand-new"], ["red kettle model 777"])  # one more, added since
+    got = [i for i, _ in model.recommend(None, history=["i12", "i15"], n=4, explore_new=0.5)]
+    assert got[0] == plain[0] and got[2] == plain[1] and {got[1], got[3]} == {"i3", "brand-new"}
+    assert main(["recommend", "--model", str(tmp_path / "m"), "--history", "i12,i15", "-n", "4", "--json",
+                 "--explore-new", "0.5"]) == 0  # fmt: skip
+    assert [x["id"] for x in json.loads(capsys.readouterr().out)["items"]] == [plain[0], "i3", plain[1], plain[2]]
+
+
 def test_collaborative_models_refuse_items_without_interactions(tmp_path):
     data, _ = checkerboard()
     save_model(make_scorer("ease").fit(data), data, tmp_path / "e")

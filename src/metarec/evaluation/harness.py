@@ -37,7 +37,7 @@ from metarec.evaluation.metrics import (
 )
 from metarec.models.base import Scorer
 from metarec.models.registry import make_scorer
-from metarec.ranking import explore_new, top_k
+from metarec.ranking import top_k_explore
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +175,8 @@ def query_set_per_user(
         scores = scorer.score(q, cand)  # (b, C)
         seen = q.history[:, cand].nonzero()
         scores[seen] = np.nan
-        top = top_k(scores, kmax)  # (b, K)
-        top = np.where(np.isnan(np.take_along_axis(scores, top, axis=1)), -1, top)  # unscorable items are not shown
-        if explore is not None and explore[1] > 0:
-            new = explore[0][cand]
-            only_new = np.where(new[None, :], scores, np.nan)
-            news = top_k(only_new, int(np.ceil(kmax * explore[1])))
-            news = np.where(np.isnan(np.take_along_axis(only_new, news, axis=1)), -1, news)
-            top = explore_new(top, news, new, kmax, explore[1])
+        # (b, K), -1 for places no scorable item fills (unscorable items are not shown)
+        top = top_k_explore(scores, kmax, *((explore[0][cand], explore[1]) if explore else ()))
         hits = np.take_along_axis(rel.toarray().astype(bool), np.maximum(top, 0), axis=1) & (top >= 0)
         for name, vals in ranking_metrics(hits[keep], n_rel[keep], cutoffs).items():
             parts[name].append(np.asarray(vals, dtype=np.float64))

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from metarec.data.dataset import Dataset
 from metarec.data.queries import Queries
 from metarec.errors import ConfigError
-from metarec.ranking import top_k
+from metarec.ranking import top_k_explore
 from metarec.training import check_device
 
 
@@ -163,19 +163,21 @@ class Scorer:
 
     def recommend(
         self, queries: Queries, n: int = 10, exclude_seen: bool = True, items: np.ndarray | None = None,
-        tiebreak: np.ndarray | None = None,
+        tiebreak: np.ndarray | None = None, explore: tuple[np.ndarray, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Top-``n`` item indices and scores per query (``-1``/NaN pad when fewer are scorable);
         ``tiebreak`` (one value per candidate, higher first) orders equal scores
-        (:func:`metarec.ranking.top_k`)."""
+        (:func:`metarec.ranking.top_k`); ``explore``: ``(is_new, share)``, one flag per
+        candidate, and the flagged hold at least ``share`` of every first places
+        (:func:`metarec.ranking.explore_new`)."""
         cand = np.arange(self.n_items_) if items is None else np.asarray(items)
         scores = self.score(queries, cand)
         if exclude_seen:
             seen = queries.history[:, cand]
             scores[seen.nonzero()] = np.nan
-        order = top_k(scores, n, tiebreak)
-        top = np.take_along_axis(scores, order, axis=1)
-        ids = np.where(np.isfinite(top), cand[order], -1)
+        order = top_k_explore(scores, n, *(explore or ()), tiebreak=tiebreak)
+        top = np.where(order >= 0, np.take_along_axis(scores, np.maximum(order, 0), axis=1), np.nan)
+        ids = np.where(order >= 0, cand[np.maximum(order, 0)], -1)
         return ids, top
 
     def add_users(self, attributes: pd.DataFrame) -> np.ndarray:

@@ -313,7 +313,7 @@ class TrainedModel:
 
     def recommend(
         self, user_id: str | None = None, history: list[str] | None = None, n: int = 10,
-        exclude_seen: bool = True,
+        exclude_seen: bool = True, explore_new: float = 0.0,
     ) -> list[tuple[str, float]]:  # fmt: skip
         """Top-``n`` ``(item_id, score)`` for a user.
 
@@ -321,6 +321,8 @@ class TrainedModel:
             user_id: a user id (``None`` or unknown: a new user).
             history: item ids the user interacted with; defaults to the training history of
                 ``user_id``. Unknown item ids raise ConfigError naming them.
+            explore_new: items without training pairs (added since) hold at least this share
+                of every first places, as the service's ``explore_new`` gives them.
         """
         index, _, popularity = self._indexes()
         u = self._user_row(user_id)
@@ -333,7 +335,8 @@ class TrainedModel:
                 raise ConfigError(f"unknown item id(s) in history: {', '.join(map(str, unknown[:5]))}")
         # A given history is the user's history now.
         q = Queries.from_histories([u], [list(hist_idx)], len(self.item_ids), refresh=[u >= 0 and history is not None])
-        ids, scores = self.scorer.recommend(q, n=n, exclude_seen=exclude_seen, tiebreak=popularity)
+        explore = (popularity == 0, explore_new) if explore_new else None
+        ids, scores = self.scorer.recommend(q, n=n, exclude_seen=exclude_seen, tiebreak=popularity, explore=explore)
         return [(str(self.item_ids[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from metarec.data.queries import Queries
 from metarec.errors import DataError
 from metarec.models.io import TrainedModel
-from metarec.ranking import explore_new, top_k
+from metarec.ranking import top_k_explore
 from metarec.serving.retrain import attribute_text, write_over
 from metarec.serving.store import Event, EventStore
 
@@ -283,14 +283,8 @@ class OnlineRecommender:
             if category:
                 blocked |= ~self._in_category(category.lower())
             scores = np.where(blocked, np.nan, scores)
-            order = top_k(scores[None, :], n, self.popularity)
-            if explore > 0:
-                new = ~self.trained
-                only_new = np.where(new, scores, np.nan)
-                news = top_k(only_new[None, :], int(np.ceil(n * explore)), self.popularity)
-                order = explore_new(np.where(np.isfinite(scores[order]), order, -1),
-                                    np.where(np.isfinite(only_new[news]), news, -1), new, n, explore)  # fmt: skip
-            order = order[0][order[0] >= 0]
+            order = top_k_explore(scores[None, :], n, ~self.trained, explore, self.popularity)[0]
+            order = order[order >= 0]
             ids = self.model.item_ids
             return [(str(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
 
