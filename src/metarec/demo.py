@@ -96,7 +96,8 @@ def run_demo(
         say(f"a new user who clicked {new_user_history} gets: {[i for i, _ in recs]}")
         if new_item is not None:
             rank = [i for i, _ in new_item].index("new-item") + 1
-            place = [i for i, _ in explored].index("new-item") + 1 if "new-item" in [i for i, _ in explored] else None
+            shown = [i for i, _ in explored]
+            place = shown.index("new-item") + 1 if "new-item" in shown else None
             say(
                 f"a brand-new item (text only: a new edition of {new_user_history[0]}) ranks {rank} "
                 f"of {len(new_item)} for that user, without retraining"

@@ -177,7 +177,7 @@ class Scorer:
             scores[seen.nonzero()] = np.nan
         order = top_k_explore(scores, n, *(explore or ()), tiebreak=tiebreak)
         top = np.where(order >= 0, np.take_along_axis(scores, np.maximum(order, 0), axis=1), np.nan)
-        ids = np.where(order >= 0, cand[np.maximum(order, 0)], -1)
+        ids = np.where(np.isfinite(top), cand[np.maximum(order, 0)], -1)
         return ids, top
 
     def add_users(self, attributes: pd.DataFrame) -> np.ndarray:
