@@ -42,6 +42,12 @@ def test_template_and_text_fields():
     assert render_texts(items, "{title} {genres} [{year}]") == ["Toy Story (1995) Animation, Comedy [1995]"]
     with pytest.raises(ConfigError, match="template field {brand}"):
         render_texts(items, "{brand}")
+    # An unclosed or stray brace was a ValueError traceback; a doubled one is the brace itself.
+    with pytest.raises(ConfigError, match=r"template '\{title': expected '\}' before end of string .*\{\{ or \}\}"):
+        render_texts(items, "{title")
+    with pytest.raises(ConfigError, match=r"template 'a\}b': Single '\}' encountered"):
+        render_texts(items, "a}b")
+    assert render_texts(items, "{{{genres}}}") == ["{Animation, Comedy}"]
 
 
 def test_item_content_from_text_and_from_your_own_vectors(tmp_path):

@@ -71,8 +71,12 @@ def render_texts(items: pd.DataFrame, template: str) -> list[str]:
     >>> render_texts(pd.DataFrame({"t": ["Up", "Heat"], "y": [2009, None]}), "{t} ({y})")
     ['Up (2009)', 'Heat ()']
     """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:  # an unclosed or stray brace: was a traceback
+        raise ConfigError(f"template {template!r}: {exc} (a brace of the text itself is written twice: {{{{ or }}}})") from None
     out = pd.Series([""] * len(items), index=items.index, dtype=object)
-    for literal, field, _spec, _conv in string.Formatter().parse(template):
+    for literal, field, _spec, _conv in parts:
         out = out + literal
         if field is None:
             continue
