@@ -143,6 +143,19 @@ def test_errors_are_one_line(argv, message, world_dir, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--model", "m", "--port", "99999"], "argument --port: 99999 is not a port (0 to 65535)"),  # a traceback
+    (["serve", "--model", "m", "--explore-new", "2"], "argument --explore-new: 2.0 is not a share from 0 to 1"),
+    (["evaluate", "--data", "d", "--format", "csv", "--protocol", "holdout", "--models", "pop", "--explore-new", "x"],
+     "argument --explore-new: 'x' is not a number"),
+])
+def test_values_out_of_range_are_refused_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
 def test_a_split_with_nothing_held_out_is_an_error_not_an_empty_report(tmp_path, capsys):
     log = tmp_path / "log.csv"
     log.write_text("user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n")  # two pairs a user: 75% keeps both

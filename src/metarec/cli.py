@@ -74,6 +74,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535 (above was an OverflowError traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
+    return value
+
+
 def _share(text: str) -> float:
     """An argparse type: a number from 0 to 1."""
     try:
@@ -485,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--model", required=True, help="model directory")
     sv.add_argument("--store", default="sqlite:///metarec-events.db", help="sqlite:///path.db or postgresql://...")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=_port, default=8000, help="0: any free port (default 8000)")
     sv.add_argument("--api-key", help="key for writes (default: $METAREC_API_KEY)")
     sv.add_argument("--max-body", type=_positive_int, default=1 << 20, help="largest request body in bytes")
     sv.add_argument("--explore-new", type=_share, default=0.0, metavar="SHARE",

@@ -97,6 +97,17 @@ def test_retrain_from_the_store_learns_the_new_events(model_dir, tmp_path):
         assert rank_of_2() == 0 < before
 
 
+def test_retraining_from_a_store_that_is_not_there_is_an_error_not_a_new_empty_store(model_dir, tmp_path):
+    """A mistyped path made a new, empty store (directories too), and the model was retrained
+    on its own data alone, as if the service had stored nothing."""
+    from metarec.errors import DataError
+
+    missing = tmp_path / "typo" / "events.db"
+    with pytest.raises(DataError, match=r"store 'sqlite:///.*typo/events\.db': no such file"):
+        retrain(f"sqlite:///{missing}", model_dir, tmp_path / "v2")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "v2").exists()
+
+
 def test_hot_swap_under_load_fails_no_request(model_dir, tmp_path):
     """Readers keep getting 200 while the model is swapped again and again."""
     port = free_port()

@@ -61,7 +61,7 @@ def dataset_from_store(store_url: str, model: TrainedModel | str | Path) -> Data
     """
     if not isinstance(model, TrainedModel):
         model = load_model(model)
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)
     try:
         first = training_events(model)
         if first is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metarec.errors import ConfigError
+from metarec.errors import ConfigError, DataError
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -291,10 +291,15 @@ def redacted(url: str) -> str:
     return f"{scheme}{sep}…@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
-def open_store(url: str) -> EventStore:
-    """``sqlite:///path/to/events.db`` or ``postgresql://user:pass@host/db``."""
+def open_store(url: str, create: bool = True) -> EventStore:
+    """``sqlite:///path/to/events.db`` or ``postgresql://user:pass@host/db``; ``create=False``:
+    a SQLite file that does not exist is a DataError (a store to read, such as retraining's,
+    where a mistyped path would otherwise be a new, empty store)."""
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url[len("sqlite:///") :])
+        path = Path(url[len("sqlite:///") :])
+        if not create and not path.is_file():
+            raise DataError(f"store {url!r}: no such file (a service's store is the file it was started with)")
+        return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
     raise ConfigError(f"store {url!r}: use sqlite:///path.db or postgresql://...")
