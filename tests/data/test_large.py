@@ -99,6 +99,25 @@ def test_a_partial_mapping_keeps_the_canonical_columns_as_the_in_memory_reader_d
     assert out["value"].tolist() == [5.0, 4.0]
 
 
+def test_the_log_itself_or_a_file_that_is_not_parquet_is_never_written_over(tmp_path):
+    """``--out`` naming the log replaced the CSV with its own Parquet, and any other file was
+    replaced without a word; an earlier Parquet output still is (a rerun)."""
+    src = tmp_path / "log.csv"
+    src.write_text("user,item\nu1,i1\n")
+    with pytest.raises(DataError, match="log.csv: is the log being cleaned; give another file to write"):
+        clean_large(src, tmp_path / "." / "log.csv")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(DataError, match="notes.txt: exists and is not a Parquet file"):
+        clean_large(src, notes)
+    assert src.read_text() == "user,item\nu1,i1\n" and notes.read_text() == "mine"
+    clean_large(src, tmp_path / "o.parquet")
+    clean_large(src, tmp_path / "o.parquet")  # a rerun replaces its own output
+    assert pd.read_parquet(tmp_path / "o.parquet")["user"].tolist() == ["u1"]
+    with pytest.raises(DataError, match="o.parquet: is the log being cleaned"):
+        clean_large(tmp_path / "o.parquet", tmp_path / "o.parquet")
+
+
 def test_an_output_that_is_a_directory_is_refused_and_nothing_is_left_behind(tmp_path):
     src = tmp_path / "log.csv"
     src.write_text("user,item\nu1,i1\n")

@@ -42,6 +42,12 @@ from metarec.data.readers import (
 from metarec.errors import ConfigError, DataError
 
 
+def _is_parquet(path: Path) -> bool:
+    """Whether ``path`` starts as a Parquet file does (``PAR1``), as one this module wrote."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -114,6 +120,10 @@ def clean_large(
         raise DataError(f"{path}: no such file")
     if out.is_dir():  # it failed at the end, leaving its partial file beside the directory
         raise DataError(f"{out}: is a directory; give the Parquet file to write")
+    if out.exists() and out.resolve() == path.resolve():  # the log was replaced by its own Parquet
+        raise DataError(f"{out}: is the log being cleaned; give another file to write")
+    if out.is_file() and not _is_parquet(out):  # replaced without a word before
+        raise DataError(f"{out}: exists and is not a Parquet file; give another file to write, or remove it")
     source = path.name
     reader = "read_parquet" if path.suffix in (".parquet", ".pq") else "read_csv"
     # skip = 0: the header is line 1, as the row numbers say (DuckDB's sniffer otherwise takes a
