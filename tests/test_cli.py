@@ -289,11 +289,26 @@ def test_an_output_that_holds_a_report_is_said_to_be_replaced_before_the_work(tm
     with caplog.at_level(logging.WARNING, logger="metarec.evaluation.report"):
         check_report_out(out)  # new: nothing to say
         assert not caplog.messages
-        (out / "results.json").write_text("{}")
-        (out / "report.md").write_text("# an earlier run")
+        (out / "results.json").write_text('{"dataset": "d", "protocol": "holdout", "rows": []}')  # an earlier run's
+        (out / "report.md").write_text("# metarec evaluate: d")
         check_report_out(out)
     assert caplog.messages == [f"{out} holds a report already (results.json, report.md): this run replaces it; "
                                "give another --out to keep both"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, text", [("report.md", "# My notes"), ("results.json", '{"mine": 1}'),
+                                        ("results-holdout.json", "not json")])
+def test_a_file_of_a_reports_name_that_is_not_one_is_never_written_over(tmp_path, name, text, capsys):
+    """A user's own report.md (or results.json) in --out was replaced, with a warning that a
+    report was there; a results file of another name is left alone and does not stop a run."""
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / name).write_text(text)
+    (out / "results_final.json").write_text("theirs")
+    code, _, err = run(["evaluate", "--data", str(tmp_path / "nope"), "--format", "csv", "--protocol", "holdout",
+                        "--models", "pop", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 2 and f"{out / name}: not a metarec report's file, so it will not be overwritten" in err
+    assert (out / name).read_text() == text and (out / "results_final.json").read_text() == "theirs"
 
 
 def test_a_log_in_milliseconds_is_refused_with_a_hint_and_time_unit_reads_it(tmp_path, capsys):

@@ -7,6 +7,7 @@ segment) and, for ``cold-user``, the headline metric against support size per mo
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from metarec.data.splits import PROTOCOLS
 from metarec.errors import ConfigError
 from metarec.evaluation.harness import Results
 
@@ -234,6 +236,19 @@ def report_markdown(results: Results, plots: Sequence[Path] = ()) -> str:
     return "\n".join(lines)
 
 
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a file :func:`write_report` wrote: a report whose title names
+    metarec (the CLI's and the demo's), or a results file with its keys."""
+    try:
+        if path.suffix == ".md":
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.readline().startswith("# metarec")
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return isinstance(d, dict) and {"dataset", "protocol", "rows"} <= set(d)
+    except (OSError, ValueError):
+        return False
+
+
 def check_report_out(out_dir: str | Path) -> None:
     """ConfigError, before any work, where the report cannot go: ``out_dir`` is a file, or a
     directory that cannot be made or written. Before, an evaluation ran for minutes and then
@@ -248,6 +263,12 @@ def check_report_out(out_dir: str | Path) -> None:
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write the results there ({exc.strerror})") from None
     earlier = sorted(p.name for p in out.glob("results*.json")) + (["report.md"] if (out / "report.md").exists() else [])
+    written = {"results.json", "report.md", *(f"results-{p}.json" for p in PROTOCOLS)}  # what a run may write
+    results_ours = any(_ours(out / name) for name in earlier if name.endswith(".json"))
+    for name in sorted(written & set(earlier)):  # an earlier run's are replaced; a file of the name that is not, not
+        if not (_ours(out / name) or (name == "report.md" and results_ours)):
+            raise ConfigError(f"{out / name}: not a metarec report's file, so it will not be overwritten; "
+                              "give another --out")  # fmt: skip
     if earlier:  # said before the work, not found out after it
         log.warning("%s holds a report already (%s): this run replaces it; give another --out to keep both",
                     out, ", ".join(earlier))  # fmt: skip
