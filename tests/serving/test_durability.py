@@ -17,6 +17,7 @@ from metarec.data.synthetic import WorldConfig, make_world  # noqa: E402
 from metarec.models import make_scorer  # noqa: E402
 from metarec.models.io import save_model  # noqa: E402
 from metarec.serving.retrain import retrain  # noqa: E402
+from metarec.serving.store import open_store  # noqa: E402
 from metarec.serving.workers import balances_connections  # noqa: E402
 from tests.serving.servers import free_port, listening_sockets, start_server  # noqa: E402
 
@@ -151,6 +152,7 @@ def test_retraining_data_keeps_the_tag_fields(tmp_path):
                          text_fields=("title",), tag_fields=("genres",))  # fmt: skip
     path = tmp_path / "ials"
     save_model(make_scorer("ials", factors=4, iterations=2).fit(data), data, path)
+    open_store(f"sqlite:///{tmp_path / 'events.db'}").close()  # a service's store, with nothing stored yet
     again = dataset_from_store(f"sqlite:///{tmp_path / 'events.db'}", path)
     assert again.tag_fields == ("genres",)
     assert again.items.loc[again.item_index(["m0"])[0], "genres"] == "War, Drama"
@@ -440,6 +442,7 @@ def test_the_retraining_schedule_keeps_its_interval_and_prunes_only_its_own_olde
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "notes.txt").write_text("the user's own file")
     waits, lines = [], []
+    open_store(f"sqlite:///{tmp_path / 's.db'}").close()  # a service's store, with nothing stored yet
     failed = retrain_every(f"sqlite:///{tmp_path / 's.db'}", model_dir, tmp_path / "v", 100.0, keep=2, rounds=3,
                            report=lines.append, sleep=waits.append)  # fmt: skip
     assert failed == 0 and len(lines) == 3
