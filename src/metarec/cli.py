@@ -63,26 +63,26 @@ def _ints(value: str, what: str) -> list[int]:
         raise ConfigError(f"{what}: expected comma-separated integers, got {value!r}") from None
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number, at least 1."""
+def _whole_number(text: str, low: int, high: int | None, outside: str) -> int:
+    """``text`` as a whole number from ``low`` to ``high`` (``None``: no limit), or an
+    argparse type error: ``outside`` says what a number out of range is."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{value} {outside}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number, at least 1."""
+    return _whole_number(text, 1, None, "is below 1")
 
 
 def _port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free one) to 65535 (above was an OverflowError traceback)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
-    return value
+    return _whole_number(text, 0, 65535, "is not a port (0 to 65535)")
 
 
 def _share(text: str) -> float:

@@ -138,12 +138,17 @@ def test_an_output_that_is_a_directory_is_refused_and_nothing_is_left_behind(tmp
 def test_a_line_longer_than_the_header_is_named_as_the_in_memory_reader_names_it(tmp_path, text, row, fields, header):
     src = tmp_path / "log.csv"
     src.write_text(text)
-    message = rf"log\.csv: row {row} has {fields} fields where the header names {header}"
+    refused_by_both_paths(src, rf"log\.csv: row {row} has {fields} fields where the header names {header}")
+
+
+def refused_by_both_paths(src, message):
+    """The in-memory reader and ``clean_large`` refuse ``src`` with one message, and nothing is
+    written."""
     with pytest.raises(DataError, match=message):
         load_dataset(src, "csv")
     with pytest.raises(DataError, match=message):
-        clean_large(src, tmp_path / "o.parquet")
-    assert not (tmp_path / "o.parquet").exists()
+        clean_large(src, src.parent / "o.parquet")
+    assert not (src.parent / "o.parquet").exists()
 
 
 @pytest.mark.parametrize("name, text", [("log.csv", "user,item,user\nu1,i1,u9\n"), ("log.tsv", "user\titem\tuser\nu1\ti1\tu9\n")])
@@ -152,12 +157,7 @@ def test_a_column_read_that_the_header_names_twice_is_refused_by_both_paths(tmp_
     users were one of two columns, said only as a column not read."""
     src = tmp_path / name
     src.write_text(text)
-    message = rf"{name}: the header names column 'user' 2 times \(columns 1 and 3\); rename all but one"
-    with pytest.raises(DataError, match=message):
-        load_dataset(src, "csv")
-    with pytest.raises(DataError, match=message):
-        clean_large(src, tmp_path / "o.parquet")
-    assert not (tmp_path / "o.parquet").exists()
+    refused_by_both_paths(src, rf"{name}: the header names column 'user' 2 times \(columns 1 and 3\); rename all but one")
     src.write_text(text.replace("user", "note").replace("note", "user", 1))  # a repeat of a column not read
     assert load_dataset(src, "csv").n_users == 1
     assert clean_large(src, tmp_path / "o.parquet") is not None
