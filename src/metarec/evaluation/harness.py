@@ -435,7 +435,7 @@ def evaluate(
                 for ref, means in reference_ratings(split.train, qs, split.test).items():
                     for metric, value in means.items():
                         per_seed[(ref, qs.segment, qs.support, metric)].append((value, len(qs)))
-        new_items = split.train.matrix().getnnz(axis=0) == 0
+        new_items = split.train.matrix().getnnz(axis=0) == 0 if explore_new else None  # (the pairs cost a pass)
         fitted: dict[str, Any] = {}  # models fit before an ensemble, handed over to it once evaluated
         for j, name in enumerate(models):
             scorer = _with_seed(make_scorer(name, **params.get(name, {})), seed)
