@@ -190,6 +190,15 @@ def test_bad_input_names_the_problem(tmp_path, files, fmt, message):
         load_dataset(target, fmt)
 
 
+def test_a_directory_given_for_a_csv_log_or_attribute_file_is_named_as_one(tmp_path):
+    """The parser's own words were "Is a directory", without saying what was wanted."""
+    log = write(tmp_path / "log.csv", "user,item\nu1,i1\n")
+    (tmp_path / "exports").mkdir()
+    for kwargs, target in (({}, tmp_path / "exports"), ({"items": tmp_path / "exports"}, log)):
+        with pytest.raises(DataError, match=r"exports: is a directory, not a data file; give the file itself"):
+            load_dataset(target, "csv", **kwargs)
+
+
 def test_a_delimiter_at_the_end_of_each_data_line_shifts_no_column(tmp_path):
     """Exports that end every data line with the separator (and not the header) were read with
     the users as items and the ratings as users; the empty extra fields are now dropped."""

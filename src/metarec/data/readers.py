@@ -40,6 +40,8 @@ ML100K_GENRES = (
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
         raise DataError(f"{path}: not found ({what})")
+    if path.is_dir():  # was "Is a directory", from the parser
+        raise DataError(f"{path}: is a directory, not a {what}; give the file itself")
     return path
 
 
