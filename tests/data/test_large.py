@@ -141,6 +141,17 @@ def test_a_line_longer_than_the_header_is_named_as_the_in_memory_reader_names_it
     refused_by_both_paths(src, rf"log\.csv: row {row} has {fields} fields where the header names {header}")
 
 
+@pytest.mark.parametrize("text, message", [
+    (None, r"exports: is a directory, not a data file; give the file itself"),  # a DuckDB traceback
+    ("", r"exports: the file is empty"),  # "missing column user"
+    ("user,item\n", r"exports: the file has a header but no rows"),  # "no rows to read (the file is empty)"
+])
+def test_a_directory_an_empty_file_or_a_header_alone_is_named_alike_by_both_paths(tmp_path, text, message):
+    src = tmp_path / "exports"
+    src.mkdir() if text is None else src.write_text(text)
+    refused_by_both_paths(src, message)
+
+
 def refused_by_both_paths(src, message):
     """The in-memory reader and ``clean_large`` refuse ``src`` with one message, and nothing is
     written."""

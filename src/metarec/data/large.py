@@ -33,6 +33,7 @@ from metarec.data.readers import (
     check_ids_apart,
     check_unrepeated,
     first_long_line,
+    need_file,
     not_utf8,
     parse_mapping,
     repeated_names,
@@ -116,8 +117,9 @@ def clean_large(
 
     divisor = time_unit_divisor(time_unit)  # before any work: a bad unit names the choices
     path, out = Path(path), Path(out)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
+    need_file(path)  # a directory was a DuckDB traceback
+    if path.stat().st_size == 0:  # was "missing column user"
+        raise DataError(f"{path}: the file is empty")
     if out.is_dir():  # it failed at the end, leaving its partial file beside the directory
         raise DataError(f"{out}: is a directory; give the Parquet file to write")
     if out.exists() and out.resolve() == path.resolve():  # the log was replaced by its own Parquet
@@ -201,7 +203,8 @@ def _clean(
     rows_in = con.execute("SELECT count(*) FROM typed").fetchone()[0]
     report = CleaningReport(source=source, rows_in=int(rows_in))
     if rows_in == 0:
-        raise DataError(f"{source}: no rows to read (the file is empty)")
+        what = "no rows" if scan.startswith("read_parquet") else "a header but no rows"  # as the in-memory reader says
+        raise DataError(f"{source}: the file has {what}")
     bad = con.execute(
         "SELECT _row, raw_value, count(*) OVER () FROM typed "
         "WHERE value IS NULL AND raw_value IS NOT NULL AND raw_value <> '' ORDER BY _row LIMIT 1"

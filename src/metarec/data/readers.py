@@ -37,7 +37,8 @@ ML100K_GENRES = (
 
 
 # ---------------------------------------------------------------------------- file helpers
-def _need(path: Path, what: str) -> Path:
+def need_file(path: Path, what: str = "data file") -> Path:
+    """``path``, or a DataError where it is missing or a directory."""
     if not path.exists():
         raise DataError(f"{path}: not found ({what})")
     if path.is_dir():  # was "Is a directory", from the parser
@@ -62,7 +63,7 @@ def read_delimited(
         header: the first line names the columns.
         required: columns that must exist (after naming); a missing one is a DataError.
     """
-    _need(path, "data file")
+    need_file(path)
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     source: Any = path
@@ -530,7 +531,7 @@ CANONICAL = ("user", "item", "event", "value", "timestamp")
 
 def _read_any(path: Path, sep: str = ",") -> pd.DataFrame:
     if path.suffix in (".parquet", ".pq"):
-        _need(path, "data file")
+        need_file(path)
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a bad file
