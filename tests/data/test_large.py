@@ -56,6 +56,23 @@ def test_out_of_core_cleaning_matches_the_in_memory_path(tmp_path, min_core):
     )
 
 
+def test_a_parquet_log_reads_alike_in_both_paths_rows_from_1_and_flags_as_values(tmp_path):
+    """Parquet has no header line: the report's rows count from 1, as in memory (they were one
+    higher); a boolean value column is 1 and 0 (it was 'true' is not a number); a boolean
+    timestamp is no time (it was 0 and 1 seconds in memory); and nothing left is an error in
+    both (an empty Parquet was written)."""
+    src = tmp_path / "log.parquet"
+    pd.DataFrame({"user": ["u1", None, "u2", "u3"], "item": ["a", "b", "b", "a"],
+                  "value": [True, False, True, False]}).to_parquet(src)  # fmt: skip
+    mem = load_dataset(src, "parquet").reports[0]
+    report = clean_large(src, tmp_path / "o.parquet")
+    assert [(d.reason, d.rows) for d in report.drops] == [(d.reason, d.rows) for d in mem.drops] == [("missing id", [2])]
+    assert pd.read_parquet(tmp_path / "o.parquet")["value"].tolist() == [1.0, 1.0, 0.0]
+    pd.DataFrame({"user": ["u1", "u2"], "item": ["a", "b"], "timestamp": [True, False]}).to_parquet(src)
+    (tmp_path / "o.parquet").unlink()
+    refused_by_both_paths(src, r"log\.parquet: no valid rows left after cleaning \(dropped 2 \(bad timestamp\), e\.g\. rows 1, 2\)")
+
+
 def test_errors_name_the_file_line_and_column(tmp_path):
     src = tmp_path / "bad.csv"
     src.write_text("user,item,value\nu1,i1,5\nu2,i2,five\n")

@@ -138,6 +138,12 @@ def time_unit_divisor(unit: str) -> float:
     return TIME_UNITS[unit]
 
 
+def nothing_left(source: str, report: CleaningReport) -> DataError:
+    """The error for a log whose every row cleaning dropped, with the report's reasons."""
+    reasons = "; ".join(line.strip() for line in report.lines()[1:])
+    return DataError(f"{source}: no valid rows left after cleaning ({reasons})")
+
+
 def parse_timestamps(raw: pd.Series, unit: str = "s") -> pd.Series:
     """Seconds since the epoch as float64; NaN where a cell is missing or unparseable.
 
@@ -151,6 +157,8 @@ def parse_timestamps(raw: pd.Series, unit: str = "s") -> pd.Series:
     [86400.0, nan]
     """
     divisor = time_unit_divisor(unit)
+    if pd.api.types.is_bool_dtype(raw):  # a flag is not a time (it was read as 0 and 1 seconds), as data clean says
+        return pd.Series(np.nan, index=raw.index, dtype="float64")
     if pd.api.types.is_datetime64_any_dtype(raw):  # a typed date column (Parquet): a date, not a count
         utc = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
         return ((utc - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64")

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from metarec.data.cleaning import CleaningReport, clean_interactions
-from metarec.errors import DataError
+from metarec.data.cleaning import CleaningReport, clean_interactions, nothing_left
 
 #: The columns of :attr:`Dataset.interactions`.
 INTERACTION_COLUMNS = ("user", "item", "event", "value", "timestamp")
@@ -247,7 +246,7 @@ def build_dataset(
         time_unit=time_unit,
     )
     if len(clean) == 0:
-        raise DataError(f"{source}: no valid rows left after cleaning ({'; '.join(line.strip() for line in report.lines()[1:])})")
+        raise nothing_left(source, report)
     user_vocab = _vocabulary(clean["user"], users, keep_table_ids=not min_core)
     item_vocab = _vocabulary(clean["item"], items, keep_table_ids=not min_core)
     inter = pd.DataFrame(

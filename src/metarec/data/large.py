@@ -4,8 +4,8 @@
 (same order, same reasons, same report) to a CSV or Parquet log of any size and writes the
 kept rows to Parquet. DuckDB streams the file, keeps its tables in an on-disk database and
 spills what does not fit under ``memory_limit``, so memory stays bounded whatever the log's
-size. Row numbers in the report are the file's line numbers (header = line 1), as in the
-in-memory path.
+size. Row numbers in the report are the file's line numbers (header = line 1; a Parquet
+file's rows count from 1), as in the in-memory path.
 
 The cleaned Parquet (``user``, ``item``, ``event``, ``value``, ``timestamp``, ``_row``) reads
 back with ``--format parquet`` once it fits in memory, or goes on to other out-of-core work.
@@ -25,6 +25,7 @@ from metarec.data.cleaning import (
     MAX_TIMESTAMP,
     READ_AS_MILLISECONDS,
     CleaningReport,
+    nothing_left,
     time_unit_divisor,
     timestamp_too_late,
 )
@@ -141,7 +142,8 @@ def clean_large(
             if threads:
                 con.execute(f"SET threads = {int(threads)}")
             try:
-                present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+                described = con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+                present = [r[0] for r in described]
             except duckdb.InvalidInputException as exc:
                 raise _csv_error(exc, path) from exc
             if reader == "read_csv" and len(present) == 1:
@@ -172,7 +174,8 @@ def clean_large(
                         check_unrepeated(repeated_names(fh.readline(), sep), mapping.values(), source)
             warn_unread(source, present, mapping.values())
             try:
-                return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor)
+                flags = {r[0] for r in described if r[1] == "BOOLEAN"}  # a Parquet flag column: 1 and 0 as values
+                return _clean(con, scan, source, mapping, out, default_event, value_range, min_core, divisor, flags)
             except duckdb.InvalidInputException as exc:  # a malformed line past the sniffer's sample
                 raise _csv_error(exc, path) from exc
         finally:
@@ -182,8 +185,11 @@ def clean_large(
 def _clean(
     con: Any, scan: str, source: str, mapping: dict[str, str], out: Path, default_event: str,
     value_range: tuple[float, float] | None, min_core: int | None, divisor: float = 1.0,
+    flags: frozenset[str] | set[str] = frozenset(),
 ) -> CleaningReport:  # fmt: skip
     col = {k: f"CAST({_quote(v)} AS VARCHAR)" for k, v in mapping.items()}
+    if mapping.get("value") in flags:  # true and false as 1 and 0, as the in-memory reader reads them
+        col["value"] = f"CAST(CAST({_quote(mapping['value'])} AS INTEGER) AS VARCHAR)"
     ev = f"lower(trim({col['event']}))" if "event" in col else "NULL"
     # Unix seconds, else an ISO-like date; NULL when neither parses.
     ts = (f"COALESCE(TRY_CAST(trim({col['timestamp']}) AS DOUBLE) / {divisor!r}, "
@@ -192,7 +198,7 @@ def _clean(
     raw_value = f"trim({col['value']})" if "value" in col else "NULL"
     con.execute(f"""
         CREATE TABLE typed AS
-        SELECT row_number() OVER () + 1 AS _row,
+        SELECT row_number() OVER () + {0 if scan.startswith("read_parquet") else 1} AS _row,
                NULLIF(trim({col['user']}), '') AS "user",
                NULLIF(trim({col['item']}), '') AS item,
                COALESCE(NULLIF({ev}, ''), {_literal(default_event)}) AS event,
@@ -249,6 +255,9 @@ def _clean(
     """).fetchall():
         report.drops.append(_drop(reason, count, sorted(examples)))
     report.drops.sort(key=lambda d: DROP_REASONS.index(d.reason))
+    report.rows_out = report.rows_in - report.dropped
+    if report.rows_out == 0:  # refused as in memory (an empty Parquet was written, and read back as an error)
+        raise nothing_left(source, report)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.name}.partial")
     try:
@@ -259,7 +268,6 @@ def _clean(
         os.replace(tmp_out, out)  # readers never see a half-written file
     finally:
         tmp_out.unlink(missing_ok=True)  # left behind only where the write or the rename failed
-    report.rows_out = report.rows_in - report.dropped
     return report
 
 
