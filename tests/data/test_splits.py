@@ -110,3 +110,15 @@ def test_cold_item_items_have_no_training_events():
     assert split.train.matrix()[:, qs.candidates].nnz == 0
     assert set(qs.relevant.nonzero()[1]) <= set(qs.candidates.tolist())
     assert qs.queries.history[:, qs.candidates].nnz == 0
+
+
+def test_melu_on_data_without_ratings_is_an_error_not_a_perfect_score():
+    """Every value 1 (clicks): MAE 0 and nDCG 1 for every reference, by construction."""
+    import pytest
+
+    from metarec.data.splits import melu
+    from metarec.errors import DataError
+
+    data = tiny_dataset([list(range(15)) for _ in range(10)], 20)
+    with pytest.raises(DataError, match="protocol 'melu' evaluates predicted ratings, and every pair of .* has the value 1"):
+        melu(data, 0)

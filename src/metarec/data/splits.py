@@ -263,6 +263,9 @@ def melu(data: Dataset, seed: int, min_items: int = 13, max_items: int = 100, qu
     ``test`` holds the query ratings (one row per pair, the mean value)."""
     inter = data.interactions
     rated = inter.groupby(["user", "item"], observed=True)["value"].mean().rename("value").reset_index()
+    if rated["value"].nunique() < 2:  # implicit data: every metric was perfect by construction (MAE 0, nDCG 1)
+        raise DataError(f"protocol 'melu' evaluates predicted ratings, and every pair of {data.name!r} has the value "
+                        f"{rated['value'].iloc[0]:g}: there is nothing to predict; use a rated data set")  # fmt: skip
     counts = rated.groupby("user").size()
     eligible = np.sort(counts.index[(counts >= min_items) & (counts <= max_items)].to_numpy())
     if len(eligible) == 0:
