@@ -109,6 +109,16 @@ def test_retraining_from_a_store_that_is_not_there_is_an_error_not_a_new_empty_s
     assert not (tmp_path / "typo").exists() and not (tmp_path / "v2").exists()
 
 
+def test_retraining_into_the_model_it_retrains_is_refused_and_the_model_is_left_as_it_was(model_dir, tmp_path):
+    """`--out` naming `--model` wrote the new model over the served one: nothing to go back to."""
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    open_store(store).close()
+    with pytest.raises(ConfigError, match="is the model being retrained; give another directory"):
+        retrain(store, model_dir, model_dir / ".." / model_dir.name)
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()} == before
+
+
 def test_hot_swap_under_load_fails_no_request(model_dir, tmp_path):
     """Readers keep getting 200 while the model is swapped again and again."""
     port = free_port()

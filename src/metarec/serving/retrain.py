@@ -177,7 +177,10 @@ def attribute_text(value: Any) -> str | None:
 
 
 def retrain(store_url: str, model_dir: str | Path, out: str | Path) -> Path:
-    """Train the served model's kind again on its data and the store; returns the new directory."""
+    """Train the served model's kind again on its data and the store; returns the new directory
+    (never ``model_dir`` itself: the model retrained from would be lost, with nothing to go back to)."""
+    if Path(out).resolve() == Path(model_dir).resolve():
+        raise ConfigError(f"{out}: is the model being retrained; give another directory, then swap it in")
     check_model_out(out)  # before the training, not after it
     model = load_model(model_dir)
     data = dataset_from_store(store_url, model)
