@@ -118,9 +118,7 @@ def clean_large(
 
     divisor = time_unit_divisor(time_unit)  # before any work: a bad unit names the choices
     path, out = Path(path), Path(out)
-    need_file(path)  # a directory was a DuckDB traceback
-    if path.stat().st_size == 0:  # was "missing column user"
-        raise DataError(f"{path}: the file is empty")
+    need_file(path)  # a directory was a DuckDB traceback, an empty file "missing column user"
     if out.is_dir():  # it failed at the end, leaving its partial file beside the directory
         raise DataError(f"{out}: is a directory; give the Parquet file to write")
     if out.exists() and out.resolve() == path.resolve():  # the log was replaced by its own Parquet
@@ -187,6 +185,7 @@ def _clean(
     value_range: tuple[float, float] | None, min_core: int | None, divisor: float = 1.0,
     flags: frozenset[str] | set[str] = frozenset(),
 ) -> CleaningReport:  # fmt: skip
+    parquet = scan.startswith("read_parquet")  # no header line; what a file without rows has
     col = {k: f"CAST({_quote(v)} AS VARCHAR)" for k, v in mapping.items()}
     if mapping.get("value") in flags:  # true and false as 1 and 0, as the in-memory reader reads them
         col["value"] = f"CAST(CAST({_quote(mapping['value'])} AS INTEGER) AS VARCHAR)"
@@ -198,7 +197,7 @@ def _clean(
     raw_value = f"trim({col['value']})" if "value" in col else "NULL"
     con.execute(f"""
         CREATE TABLE typed AS
-        SELECT row_number() OVER () + {0 if scan.startswith("read_parquet") else 1} AS _row,
+        SELECT row_number() OVER () + {0 if parquet else 1} AS _row,
                NULLIF(trim({col['user']}), '') AS "user",
                NULLIF(trim({col['item']}), '') AS item,
                COALESCE(NULLIF({ev}, ''), {_literal(default_event)}) AS event,
@@ -209,7 +208,7 @@ def _clean(
     rows_in = con.execute("SELECT count(*) FROM typed").fetchone()[0]
     report = CleaningReport(source=source, rows_in=int(rows_in))
     if rows_in == 0:
-        what = "no rows" if scan.startswith("read_parquet") else "a header but no rows"  # as the in-memory reader says
+        what = "no rows" if parquet else "a header but no rows"  # as the in-memory reader says
         raise DataError(f"{source}: the file has {what}")
     bad = con.execute(
         "SELECT _row, raw_value, count(*) OVER () FROM typed "

@@ -38,11 +38,13 @@ ML100K_GENRES = (
 
 # ---------------------------------------------------------------------------- file helpers
 def need_file(path: Path, what: str = "data file") -> Path:
-    """``path``, or a DataError where it is missing or a directory."""
+    """``path``, or a DataError where it is missing, a directory or empty."""
     if not path.exists():
         raise DataError(f"{path}: not found ({what})")
     if path.is_dir():  # was "Is a directory", from the parser
         raise DataError(f"{path}: is a directory, not a {what}; give the file itself")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
     return path
 
 
@@ -64,8 +66,6 @@ def read_delimited(
         required: columns that must exist (after naming); a missing one is a DataError.
     """
     need_file(path)
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
     source: Any = path
     try:
         if len(sep) > 1:
